@@ -1,1 +1,7 @@
-return 0;
+using System.CommandLine;
+using BitMoe.Cli;
+
+var root = new RootCommand("BitMoe: run ternary (BitNet b1.58) Multi-Head Mixture-of-Experts language models on a CPU.");
+root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(PerplexityCommand.Create());
+return root.Parse(args).Invoke();

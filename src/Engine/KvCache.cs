@@ -1,0 +1,38 @@
+namespace BitMoe.Engine;
+
+/// <summary>Keys and values of every layer for positions [0, Capacity), written as tokens are evaluated.</summary>
+public sealed class KvCache
+{
+    private readonly float[][] _keys, _values;
+
+    public int Capacity { get; }
+    public int KvDim { get; }
+    /// <summary>Number of positions that hold valid keys and values.</summary>
+    public int Length { get; internal set; }
+
+    public KvCache(int layers, int capacity, int kvDim)
+    {
+        Capacity = capacity; KvDim = kvDim;
+        _keys = new float[layers][];
+        _values = new float[layers][];
+        for (int l = 0; l < layers; l++)
+        {
+            _keys[l] = new float[(long)capacity * kvDim];
+            _values[l] = new float[(long)capacity * kvDim];
+        }
+    }
+
+    public Span<float> Key(int layer, int pos) => _keys[layer].AsSpan(pos * KvDim, KvDim);
+    public Span<float> Value(int layer, int pos) => _values[layer].AsSpan(pos * KvDim, KvDim);
+
+    /// <summary>Forgets everything: the next token is evaluated at position 0.</summary>
+    public void Clear() => Length = 0;
+
+    /// <summary>Drops the oldest <paramref name="count"/> positions is not possible with absolute RoPE keys;
+    /// shrinking from the end (undoing tokens) is.</summary>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > Length) throw new ArgumentOutOfRangeException(nameof(length));
+        Length = length;
+    }
+}

@@ -1,0 +1,36 @@
+using System.Numerics.Tensors;
+
+namespace BitMoe.Engine.Layers;
+
+/// <summary>One pre-norm block: x += attn(norm(x)); x += ffn(norm(x)), the FFN dense or MH-MoE.</summary>
+public sealed class DecoderLayer
+{
+    private readonly RmsNorm _inputNorm, _postAttnNorm;
+    private readonly Attention _attention;
+    private readonly DenseFfn? _dense;
+    public MhMoeLayer? Moe { get; }
+    private readonly float[] _normed, _branch;
+
+    public DecoderLayer(ModelWeights w, ModelConfig c, ExecutionMode mode, int layer, Rope rope, int contextLength)
+    {
+        string p = $"model.layers.{layer}";
+        _inputNorm = RmsNorm.Load(w, $"{p}.input_layernorm", c.HiddenSize, c.RmsNormEps);
+        _attention = new Attention(w, c, mode, layer, rope, contextLength);
+        _postAttnNorm = RmsNorm.Load(w, $"{p}.post_attention_layernorm", c.HiddenSize, c.RmsNormEps);
+        if (c.IsMoeLayer[layer]) Moe = new MhMoeLayer(w, c, mode, layer);
+        else _dense = new DenseFfn(w, c, mode, $"{p}.mlp", c.HiddenSize, c.IntermediateSize);
+        _normed = new float[c.HiddenSize]; _branch = new float[c.HiddenSize];
+    }
+
+    public void Forward(Span<float> x, int pos, KvCache cache)
+    {
+        _inputNorm.Forward(x, _normed);
+        _attention.Forward(_normed, pos, cache, _branch);
+        TensorPrimitives.Add(x, _branch, x);
+
+        _postAttnNorm.Forward(x, _normed);
+        if (Moe != null) Moe.Forward(_normed, _branch);
+        else _dense!.Forward(_normed, _branch);
+        TensorPrimitives.Add(x, _branch, x);
+    }
+}

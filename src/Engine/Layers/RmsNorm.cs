@@ -1,0 +1,22 @@
+using System.Numerics.Tensors;
+
+namespace BitMoe.Engine.Layers;
+
+/// <summary>y = x / sqrt(mean(x^2) + eps) * w, in float32 (Llama's RMSNorm).</summary>
+public sealed class RmsNorm(float[] weight, float eps)
+{
+    public int Size => weight.Length;
+
+    public static RmsNorm Load(ModelWeights weights, string name, int size, float eps) =>
+        new(weights.Take(name + ".weight", size).ToFloatArray(), eps);
+
+    public void Forward(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int n = weight.Length;
+        x = x[..n];
+        float meanSquare = TensorPrimitives.SumOfSquares(x) / n;
+        float inv = 1f / MathF.Sqrt(meanSquare + eps);
+        TensorPrimitives.Multiply(x, inv, y[..n]);
+        TensorPrimitives.Multiply(y[..n], weight, y[..n]);
+    }
+}

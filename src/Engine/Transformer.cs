@@ -1,0 +1,71 @@
+using BitMoe.Engine.Layers;
+using BitMoe.Kernels;
+using BitMoe.Quant;
+using BitMoe.Quant.Formats;
+
+namespace BitMoe.Engine;
+
+/// <summary>
+/// The forward pass of model-spec.md, top to bottom: embed the token, run every decoder layer
+/// (attention, then dense FFN or MH-MoE), final RMSNorm, lm_head. One token at a time against
+/// the KV cache; the scratch state is allocated once.
+/// </summary>
+public sealed unsafe class Transformer : IDisposable
+{
+    private readonly ModelWeights _weights;
+    private readonly TensorView _embedding;
+    private readonly DecoderLayer[] _layers;
+    private readonly RmsNorm _finalNorm;
+    private readonly BitLinear _lmHead;
+    private readonly float[] _x, _normed, _logits;
+
+    public ModelConfig Config { get; }
+    public ExecutionMode Mode { get; }
+    public KvCache Cache { get; }
+    public int ContextLength => Cache.Capacity;
+    public IReadOnlyList<DecoderLayer> Layers => _layers;
+
+    /// <summary>Tokens evaluated since construction (prompt and generated), for statistics and tests.</summary>
+    public long TokensEvaluated { get; private set; }
+
+    public Transformer(ModelWeights weights, ModelConfig config, ExecutionMode mode, int contextLength)
+    {
+        if (contextLength <= 0) throw new BitMoeException($"context length {contextLength} must be positive");
+        if (contextLength > config.MaxPositions)
+            throw new BitMoeException($"context length {contextLength} is larger than max_position_embeddings {config.MaxPositions}");
+        if (mode != ExecutionMode.Fp && !config.IsBitNet)
+            throw new BitMoeException($"{weights.Source}: --mode {mode.ToString().ToLowerInvariant()} needs a BitNet checkpoint (config.json has no bitnet quantization_config)");
+        _weights = weights; Config = config; Mode = mode;
+        var c = config;
+        _embedding = weights.Take("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
+        var rope = new Rope(c.HeadDim, c.RopeTheta, contextLength);
+        _layers = new DecoderLayer[c.NumLayers];
+        for (int i = 0; i < c.NumLayers; i++) _layers[i] = new DecoderLayer(weights, c, mode, i, rope, contextLength);
+        _finalNorm = RmsNorm.Load(weights, "model.norm", c.HiddenSize, c.RmsNormEps);
+        _lmHead = c.TieWordEmbeddings
+            ? BitLinear.Load(weights, c, mode, "lm_head", c.VocabSize, c.HiddenSize, weightName: "model.embed_tokens.weight")
+            : BitLinear.Load(weights, c, mode, "lm_head", c.VocabSize, c.HiddenSize);
+        weights.CheckAllTaken();
+        Cache = new KvCache(c.NumLayers, contextLength, c.KvDim);
+        _x = new float[c.HiddenSize]; _normed = new float[c.HiddenSize]; _logits = new float[c.VocabSize];
+    }
+
+    /// <summary>Evaluates <paramref name="token"/> at the next free position of the cache and returns the logits.</summary>
+    public ReadOnlySpan<float> Forward(int token)
+    {
+        int pos = Cache.Length;
+        if (pos >= Cache.Capacity) throw new BitMoeException($"the context is full ({Cache.Capacity} tokens)");
+        if ((uint)token >= (uint)Config.VocabSize) throw new BitMoeException($"token id {token} is outside the vocabulary [0, {Config.VocabSize})");
+
+        FloatGemv.ToSingle(_embedding.Data, _embedding.FloatType, (long)token * Config.HiddenSize, _x);
+        foreach (var layer in _layers) layer.Forward(_x, pos, Cache);
+        _finalNorm.Forward(_x, _normed);
+        _lmHead.Forward(_normed, _logits);
+
+        Cache.Length = pos + 1;
+        TokensEvaluated++;
+        return _logits;
+    }
+
+    public void Dispose() => _weights.Dispose();
+}

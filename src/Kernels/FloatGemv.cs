@@ -1,0 +1,93 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+
+namespace BitMoe.Kernels;
+
+/// <summary>
+/// y[r] = dot(W[r, :], x) for row-major F32 / F16 / BF16 weights that live in a memory map.
+/// Half rows are widened into a per-thread scratch row and handed to TensorPrimitives.Dot, so the
+/// file is never copied as a whole.
+/// </summary>
+public static unsafe class FloatGemv
+{
+    [ThreadStatic] private static float[]? _rowScratch;
+
+    public static void Compute(void* weights, DType type, int rows, int cols, ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (x.Length < cols || y.Length < rows) throw new ArgumentException("x or y too short for the matrix");
+        ComputeRows(weights, type, cols, x, y, 0, rows);
+    }
+
+    /// <summary>Rows [start, end) only: the unit of work a thread takes.</summary>
+    public static void ComputeRows(void* weights, DType type, int cols, ReadOnlySpan<float> x, Span<float> y, int start, int end)
+    {
+        x = x[..cols];
+        switch (type)
+        {
+            case DType.F32:
+                for (int r = start; r < end; r++)
+                    y[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>((float*)weights + (long)r * cols, cols), x);
+                break;
+            case DType.F16:
+            {
+                var row = Scratch(cols);
+                for (int r = start; r < end; r++)
+                {
+                    TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)weights + (long)r * cols, cols), row);
+                    y[r] = TensorPrimitives.Dot(row, x);
+                }
+                break;
+            }
+            case DType.BF16:
+            {
+                var row = Scratch(cols);
+                for (int r = start; r < end; r++)
+                {
+                    Bf16.ToSingle(new ReadOnlySpan<ushort>((ushort*)weights + (long)r * cols, cols), row);
+                    y[r] = TensorPrimitives.Dot(row, x);
+                }
+                break;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type));
+        }
+    }
+
+    /// <summary>Widens one row (or any run of elements) to float32.</summary>
+    public static void ToSingle(void* src, DType type, long offset, Span<float> dst)
+    {
+        switch (type)
+        {
+            case DType.F32: new ReadOnlySpan<float>((float*)src + offset, dst.Length).CopyTo(dst); break;
+            case DType.F16: TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)src + offset, dst.Length), dst); break;
+            case DType.BF16: Bf16.ToSingle(new ReadOnlySpan<ushort>((ushort*)src + offset, dst.Length), dst); break;
+            default: throw new ArgumentOutOfRangeException(nameof(type));
+        }
+    }
+
+    private static Span<float> Scratch(int cols)
+    {
+        var s = _rowScratch;
+        if (s == null || s.Length < cols) _rowScratch = s = new float[Math.Max(cols, 1024)];
+        return s.AsSpan(0, cols);
+    }
+}
+
+/// <summary>bfloat16 is the upper half of a float32: widening is a 16-bit shift.</summary>
+public static class Bf16
+{
+    public static void ToSingle(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        var bits = MemoryMarshal.Cast<float, uint>(dst);
+        for (int i = 0; i < src.Length; i++) bits[i] = (uint)src[i] << 16;
+    }
+
+    /// <summary>Round to nearest even, as torch's float32 -> bfloat16 conversion does.</summary>
+    public static ushort FromSingle(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if (float.IsNaN(f)) return (ushort)((u >> 16) | 0x40);
+        uint rounding = 0x7FFF + ((u >> 16) & 1);
+        return (ushort)((u + rounding) >> 16);
+    }
+}
