@@ -98,7 +98,8 @@ public sealed record ModelConfig
                 isMoe[i] = true;
             }
         }
-        else Array.Fill(isMoe, true);
+        else if (r.Int("num_experts", 0) > 0) Array.Fill(isMoe, true);
+        // A config that declares no experts is a dense model: "all layers" is the default only for MoE configs.
         bool anyMoe = isMoe.Any(b => b), anyDense = isMoe.Any(b => !b);
 
         int inter = r.Int("intermediate_size", 0);
