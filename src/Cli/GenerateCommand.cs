@@ -37,7 +37,7 @@ public static class GenerateCommand
                 RepeatPenalty = r.GetValue(repeat), Seed = r.GetValue(seed) ?? (ulong)Environment.TickCount64,
             };
             Validate(sampling);
-            using var loaded = ModelLoader.Load(r.GetValue(model)!, CliRunner.ParseMode(r.GetValue(mode)!), r.GetValue(ctx));
+            using var loaded = ModelLoader.Load(r.GetValue(model)!, CliRunner.ParseMode(r.GetValue(mode)!), r.GetValue(ctx), r.GetValue(threads));
             var ids = loaded.Tokenizer.Encode(text);
             var generator = new Generator(loaded);
             var sampler = new Sampler(sampling, loaded.Config.VocabSize);

@@ -29,7 +29,7 @@ public static class PerplexityCommand
             int chunk = r.GetValue(ctx);
             if (chunk < 2) throw new BitMoeException($"-c: chunk length {chunk} must be at least 2");
 
-            using var loaded = ModelLoader.Load(r.GetValue(model)!, CliRunner.ParseMode(r.GetValue(mode)!), chunk);
+            using var loaded = ModelLoader.Load(r.GetValue(model)!, CliRunner.ParseMode(r.GetValue(mode)!), chunk, r.GetValue(threads));
             var tokens = loaded.Tokenizer.Encode(text);
             if (tokens.Length < 2) throw new BitMoeException($"{path}: the text has {tokens.Length} token(s); at least 2 are needed");
             int chunks = Perplexity.Chunks(tokens.Length, chunk).Count();

@@ -26,7 +26,7 @@ public static class ModelLoader
     /// validates the config and every tensor's shape, and builds the forward pass for <paramref name="mode"/>.
     /// </summary>
     /// <param name="contextLength">Positions the KV cache holds; null means max_position_embeddings.</param>
-    public static LoadedModel Load(string path, ExecutionMode mode, int? contextLength = null)
+    public static LoadedModel Load(string path, ExecutionMode mode, int? contextLength = null, int threads = 1)
     {
         if (File.Exists(path))
             throw new BitMoeException($"{path}: expected a checkpoint folder (config.json, model.safetensors, tokenizer.json)");
@@ -43,7 +43,7 @@ public static class ModelLoader
         var weights = ModelWeights.OpenFolder(path);
         try
         {
-            return new LoadedModel(new Transformer(weights, config, mode, ctx), tokenizer, path);
+            return new LoadedModel(new Transformer(weights, config, mode, ctx, threads), tokenizer, path);
         }
         catch
         {

@@ -13,6 +13,7 @@ namespace BitMoe.Engine;
 public sealed unsafe class Transformer : IDisposable
 {
     private readonly ModelWeights _weights;
+    private readonly WorkerPool _pool;
     private readonly TensorView _embedding;
     private readonly DecoderLayer[] _layers;
     private readonly RmsNorm _finalNorm;
@@ -28,7 +29,7 @@ public sealed unsafe class Transformer : IDisposable
     /// <summary>Tokens evaluated since construction (prompt and generated), for statistics and tests.</summary>
     public long TokensEvaluated { get; private set; }
 
-    public Transformer(ModelWeights weights, ModelConfig config, ExecutionMode mode, int contextLength)
+    public Transformer(ModelWeights weights, ModelConfig config, ExecutionMode mode, int contextLength, int threads = 1)
     {
         if (contextLength <= 0) throw new BitMoeException($"context length {contextLength} must be positive");
         if (contextLength > config.MaxPositions)
@@ -37,14 +38,16 @@ public sealed unsafe class Transformer : IDisposable
             throw new BitMoeException($"{weights.Source}: --mode {mode.ToString().ToLowerInvariant()} needs a BitNet checkpoint (config.json has no bitnet quantization_config)");
         _weights = weights; Config = config; Mode = mode;
         var c = config;
+        _pool = new WorkerPool(threads);
+        var ctx = new LayerContext(weights, config, mode, _pool);
         _embedding = weights.Take("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
         var rope = new Rope(c.HeadDim, c.RopeTheta, contextLength);
         _layers = new DecoderLayer[c.NumLayers];
-        for (int i = 0; i < c.NumLayers; i++) _layers[i] = new DecoderLayer(weights, c, mode, i, rope, contextLength);
+        for (int i = 0; i < c.NumLayers; i++) _layers[i] = new DecoderLayer(ctx, i, rope, contextLength);
         _finalNorm = RmsNorm.Load(weights, "model.norm", c.HiddenSize, c.RmsNormEps);
         _lmHead = c.TieWordEmbeddings
-            ? BitLinear.Load(weights, c, mode, "lm_head", c.VocabSize, c.HiddenSize, weightName: "model.embed_tokens.weight")
-            : BitLinear.Load(weights, c, mode, "lm_head", c.VocabSize, c.HiddenSize);
+            ? BitLinear.Load(ctx, "lm_head", c.VocabSize, c.HiddenSize, weightName: "model.embed_tokens.weight")
+            : BitLinear.Load(ctx, "lm_head", c.VocabSize, c.HiddenSize);
         weights.CheckAllTaken();
         Cache = new KvCache(c.NumLayers, contextLength, c.KvDim);
         _x = new float[c.HiddenSize]; _normed = new float[c.HiddenSize]; _logits = new float[c.VocabSize];
@@ -67,5 +70,9 @@ public sealed unsafe class Transformer : IDisposable
         return _logits;
     }
 
-    public void Dispose() => _weights.Dispose();
+    public void Dispose()
+    {
+        _pool.Dispose();
+        _weights.Dispose();
+    }
 }

@@ -15,15 +15,16 @@ public sealed class Attention
     private readonly float _scale;
     private readonly float[] _qBuf, _kBuf, _vBuf, _out, _scores;
 
-    public Attention(ModelWeights w, ModelConfig c, ExecutionMode mode, int layer, Rope rope, int contextLength)
+    public Attention(LayerContext ctx, int layer, Rope rope, int contextLength)
     {
+        var c = ctx.Config;
         string p = $"model.layers.{layer}.self_attn";
         _layer = layer; _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _headDim = c.HeadDim; _rope = rope;
-        _q = BitLinear.Load(w, c, mode, $"{p}.q_proj", c.QDim, c.HiddenSize);
-        _k = BitLinear.Load(w, c, mode, $"{p}.k_proj", c.KvDim, c.HiddenSize);
-        _v = BitLinear.Load(w, c, mode, $"{p}.v_proj", c.KvDim, c.HiddenSize);
-        _o = BitLinear.Load(w, c, mode, $"{p}.o_proj", c.HiddenSize, c.QDim);
-        if (c.UseSubNorm) _subNorm = RmsNorm.Load(w, $"{p}.attn_sub_norm", c.QDim, c.RmsNormEps);
+        _q = BitLinear.Load(ctx, $"{p}.q_proj", c.QDim, c.HiddenSize);
+        _k = BitLinear.Load(ctx, $"{p}.k_proj", c.KvDim, c.HiddenSize);
+        _v = BitLinear.Load(ctx, $"{p}.v_proj", c.KvDim, c.HiddenSize);
+        _o = BitLinear.Load(ctx, $"{p}.o_proj", c.HiddenSize, c.QDim);
+        if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{p}.attn_sub_norm", c.QDim, c.RmsNormEps);
         _scale = 1f / MathF.Sqrt(_headDim);
         _qBuf = new float[c.QDim]; _kBuf = new float[c.KvDim]; _vBuf = new float[c.KvDim];
         _out = new float[c.QDim]; _scores = new float[contextLength];

@@ -11,6 +11,12 @@ namespace BitMoe.Engine.Layers;
 /// </summary>
 public sealed unsafe class BitLinear
 {
+    /// <summary>
+    /// Below this many weights a matrix is not worth waking the other threads for. A tuning knob,
+    /// read when a layer is built; results never depend on it (threads split rows, not sums).
+    /// </summary>
+    public static long ParallelThreshold { get; set; } = 1 << 15;
+
     public string Name { get; }
     public int InFeatures { get; }
     public int OutFeatures { get; }
@@ -21,45 +27,63 @@ public sealed unsafe class BitLinear
     private readonly float _weightScale;
     private readonly float[]? _bias;
     private readonly sbyte[] _xq;
+    private readonly WorkerPool _pool;
+    private readonly RowJob _rows;
+    private readonly int _minRowsPerShare;
 
-    private BitLinear(string name, int outF, int inF, TensorView? floatWeights, sbyte[]? ternary, float weightScale, float[]? bias)
+    // The current call's vectors, visible to the worker threads during Forward.
+    private float* _x, _y;
+    private float _denominator;
+
+    private BitLinear(string name, int outF, int inF, TensorView? floatWeights, sbyte[]? ternary, float weightScale, float[]? bias, WorkerPool pool)
     {
         Name = name; OutFeatures = outF; InFeatures = inF;
-        _float = floatWeights; _ternary = ternary; _weightScale = weightScale; _bias = bias;
+        _float = floatWeights; _ternary = ternary; _weightScale = weightScale; _bias = bias; _pool = pool;
         _xq = ternary != null ? new sbyte[inF] : [];
+        _rows = ternary != null ? TernaryRows : FloatRows;
+        _minRowsPerShare = (long)outF * inF < ParallelThreshold ? outF : Math.Max(1, (int)(ParallelThreshold / 4 / inF));
     }
 
     /// <summary>
     /// Takes <c>{name}.weight</c> [out, in] (and <c>{name}.bias</c> when <paramref name="hasBias"/>).
     /// <paramref name="weightName"/> overrides the tensor (a tied lm_head reads embed_tokens).
     /// </summary>
-    public static BitLinear Load(ModelWeights weights, ModelConfig config, ExecutionMode mode, string name, int outF, int inF,
-        bool hasBias = false, string? weightName = null)
+    public static BitLinear Load(LayerContext ctx, string name, int outF, int inF, bool hasBias = false, string? weightName = null)
     {
-        var w = weights.Take(weightName ?? name + ".weight", outF, inF);
-        float[]? bias = hasBias ? weights.Take(name + ".bias", outF).ToFloatArray() : null;
-        bool quantize = mode != ExecutionMode.Fp && config.IsQuantized(name);
-        if (!quantize) return new BitLinear(name, outF, inF, w, null, 0, bias);
+        var w = ctx.Weights.Take(weightName ?? name + ".weight", outF, inF);
+        float[]? bias = hasBias ? ctx.Weights.Take(name + ".bias", outF).ToFloatArray() : null;
+        bool quantize = ctx.Mode != ExecutionMode.Fp && ctx.Config.IsQuantized(name);
+        if (!quantize) return new BitLinear(name, outF, inF, w, null, 0, bias, ctx.Pool);
         var (values, scale) = Ternarizer.Quantize(w.Data, w.FloatType, outF, inF);
-        return new BitLinear(name, outF, inF, null, values, scale, bias);
+        return new BitLinear(name, outF, inF, null, values, scale, bias, ctx.Pool);
     }
 
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
-        if (_ternary == null)
-        {
-            FloatGemv.Compute(_float!.Data, _float.FloatType, OutFeatures, InFeatures, x, y);
-        }
-        else
+        if (_ternary != null)
         {
             float xs = ActivationQuantizer.Quantize(x[..InFeatures], _xq);
             // y = (xq . Wq^T) / (s_x * s_w): the integer dot is exact, then one float division.
-            float denom = xs * _weightScale;
-            var w = _ternary.AsSpan();
-            for (int r = 0; r < OutFeatures; r++)
-                y[r] = Int8Dot.Dot(_xq, w.Slice(r * InFeatures, InFeatures)) / denom;
+            _denominator = xs * _weightScale;
+        }
+        fixed (float* px = x, py = y)
+        {
+            _x = px; _y = py;
+            _pool.For(OutFeatures, _rows, _minRowsPerShare);
+            _x = _y = null;
         }
         if (_bias != null)
             System.Numerics.Tensors.TensorPrimitives.Add(y[..OutFeatures], _bias, y);
+    }
+
+    private void FloatRows(int start, int end) =>
+        FloatGemv.ComputeRows(_float!.Data, _float.FloatType, InFeatures,
+            new ReadOnlySpan<float>(_x, InFeatures), new Span<float>(_y, OutFeatures), start, end);
+
+    private void TernaryRows(int start, int end)
+    {
+        var w = _ternary.AsSpan();
+        for (int r = start; r < end; r++)
+            _y[r] = Int8Dot.Dot(_xq, w.Slice(r * InFeatures, InFeatures)) / _denominator;
     }
 }

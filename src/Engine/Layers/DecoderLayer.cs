@@ -11,14 +11,16 @@ public sealed class DecoderLayer
     public MhMoeLayer? Moe { get; }
     private readonly float[] _normed, _branch;
 
-    public DecoderLayer(ModelWeights w, ModelConfig c, ExecutionMode mode, int layer, Rope rope, int contextLength)
+    public DecoderLayer(LayerContext ctx, int layer, Rope rope, int contextLength)
     {
+        var c = ctx.Config;
+        var w = ctx.Weights;
         string p = $"model.layers.{layer}";
         _inputNorm = RmsNorm.Load(w, $"{p}.input_layernorm", c.HiddenSize, c.RmsNormEps);
-        _attention = new Attention(w, c, mode, layer, rope, contextLength);
+        _attention = new Attention(ctx, layer, rope, contextLength);
         _postAttnNorm = RmsNorm.Load(w, $"{p}.post_attention_layernorm", c.HiddenSize, c.RmsNormEps);
-        if (c.IsMoeLayer[layer]) Moe = new MhMoeLayer(w, c, mode, layer);
-        else _dense = new DenseFfn(w, c, mode, $"{p}.mlp", c.HiddenSize, c.IntermediateSize);
+        if (c.IsMoeLayer[layer]) Moe = new MhMoeLayer(ctx, layer);
+        else _dense = new DenseFfn(ctx, $"{p}.mlp", c.HiddenSize, c.IntermediateSize);
         _normed = new float[c.HiddenSize]; _branch = new float[c.HiddenSize];
     }
 

@@ -13,12 +13,13 @@ public sealed class DenseFfn
     private readonly Activation _act;
     private readonly float[] _g, _u;
 
-    public DenseFfn(ModelWeights w, ModelConfig c, ExecutionMode mode, string prefix, int width, int hidden)
+    public DenseFfn(LayerContext ctx, string prefix, int width, int hidden)
     {
-        _gate = BitLinear.Load(w, c, mode, $"{prefix}.gate_proj", hidden, width);
-        _up = BitLinear.Load(w, c, mode, $"{prefix}.up_proj", hidden, width);
-        _down = BitLinear.Load(w, c, mode, $"{prefix}.down_proj", width, hidden);
-        if (c.UseSubNorm) _subNorm = RmsNorm.Load(w, $"{prefix}.ffn_sub_norm", hidden, c.RmsNormEps);
+        var c = ctx.Config;
+        _gate = BitLinear.Load(ctx, $"{prefix}.gate_proj", hidden, width);
+        _up = BitLinear.Load(ctx, $"{prefix}.up_proj", hidden, width);
+        _down = BitLinear.Load(ctx, $"{prefix}.down_proj", width, hidden);
+        if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{prefix}.ffn_sub_norm", hidden, c.RmsNormEps);
         _act = c.HiddenAct;
         _g = new float[hidden]; _u = new float[hidden];
     }

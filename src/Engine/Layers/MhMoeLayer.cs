@@ -20,19 +20,20 @@ public sealed class MhMoeLayer
     /// <summary>How many times each expert ran since the last reset (for statistics and benchmarks).</summary>
     public long[] ExpertHits { get; }
 
-    public MhMoeLayer(ModelWeights w, ModelConfig c, ExecutionMode mode, int layer)
+    public MhMoeLayer(LayerContext ctx, int layer)
     {
+        var c = ctx.Config;
         string p = $"model.layers.{layer}.mlp";
         int d = c.HiddenSize;
         _heads = c.MoeNumHeads; _subDim = c.SubTokenDim;
-        if (c.MoeHeadProj) _headProj = BitLinear.Load(w, c, mode, $"{p}.head_proj", d, d, c.MoeHeadProjBias);
-        if (c.MoeMergeProj) _mergeProj = BitLinear.Load(w, c, mode, $"{p}.merge_proj", d, d, c.MoeMergeProjBias);
-        _router = new Router(w, c, mode, $"{p}.router");
+        if (c.MoeHeadProj) _headProj = BitLinear.Load(ctx, $"{p}.head_proj", d, d, c.MoeHeadProjBias);
+        if (c.MoeMergeProj) _mergeProj = BitLinear.Load(ctx, $"{p}.merge_proj", d, d, c.MoeMergeProjBias);
+        _router = new Router(ctx, $"{p}.router");
         _experts = new DenseFfn[c.NumExperts];
         for (int e = 0; e < c.NumExperts; e++)
-            _experts[e] = new DenseFfn(w, c, mode, $"{p}.experts.{e}", _subDim, c.MoeIntermediateSize);
+            _experts[e] = new DenseFfn(ctx, $"{p}.experts.{e}", _subDim, c.MoeIntermediateSize);
         if (c.SharedExpertIntermediateSize > 0)
-            _shared = new DenseFfn(w, c, mode, $"{p}.shared_expert", d, c.SharedExpertIntermediateSize);
+            _shared = new DenseFfn(ctx, $"{p}.shared_expert", d, c.SharedExpertIntermediateSize);
         _split = new float[d]; _concat = new float[d]; _expertOut = new float[_subDim]; _sharedOut = new float[d];
         _weights = new float[c.NumExpertsPerTok]; _chosen = new int[c.NumExpertsPerTok];
         ExpertHits = new long[c.NumExperts];

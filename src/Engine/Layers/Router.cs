@@ -11,9 +11,10 @@ public sealed class Router
     private readonly bool _normalize;
     private readonly float[] _probs;
 
-    public Router(ModelWeights w, ModelConfig c, ExecutionMode mode, string name)
+    public Router(LayerContext ctx, string name)
     {
-        _gate = BitLinear.Load(w, c, mode, name, c.NumExperts, c.SubTokenDim);
+        var c = ctx.Config;
+        _gate = BitLinear.Load(ctx, name, c.NumExperts, c.SubTokenDim);
         _topK = c.NumExpertsPerTok;
         _normalize = c.NormTopkProb;
         _probs = new float[c.NumExperts];

@@ -1,0 +1,6 @@
+using BitMoe.Kernels;
+
+namespace BitMoe.Engine.Layers;
+
+/// <summary>What every layer needs while it is built: where the tensors are, the config, the mode, and the threads.</summary>
+public sealed record LayerContext(ModelWeights Weights, ModelConfig Config, ExecutionMode Mode, WorkerPool Pool);
