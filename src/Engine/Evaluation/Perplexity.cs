@@ -29,22 +29,70 @@ public sealed class NllAccumulator
     }
 }
 
-public sealed record ChunkReport(int Chunk, int Chunks, double RunningPerplexity, long TokensScored);
+/// <summary>
+/// How one run's next-token distributions differ from a base run's, token by token: KL(base || run)
+/// and whether both put the same token first (llama-perplexity --kl-divergence).
+/// </summary>
+public sealed class DistributionComparison
+{
+    private readonly List<double> _kl = [];
+    private long _sameTop;
+
+    public long Count => _kl.Count;
+    public double MeanKl => _kl.Count == 0 ? 0 : _kl.Average();
+    public double MedianKl => Percentile(0.5);
+    public double P99Kl => Percentile(0.99);
+    public double TopTokenAgreement => _kl.Count == 0 ? 0 : (double)_sameTop / _kl.Count;
+
+    /// <param name="baseLogProbs">log-softmax of the base run's logits.</param>
+    /// <param name="logProbs">log-softmax of this run's logits.</param>
+    public void Add(ReadOnlySpan<double> baseLogProbs, ReadOnlySpan<double> logProbs)
+    {
+        double kl = 0;
+        int argBase = 0, argRun = 0;
+        for (int v = 0; v < baseLogProbs.Length; v++)
+        {
+            double lp = baseLogProbs[v];
+            kl += Math.Exp(lp) * (lp - logProbs[v]);
+            if (lp > baseLogProbs[argBase]) argBase = v;
+            if (logProbs[v] > logProbs[argRun]) argRun = v;
+        }
+        _kl.Add(Math.Max(kl, 0));
+        if (argBase == argRun) _sameTop++;
+    }
+
+    private double Percentile(double q)
+    {
+        if (_kl.Count == 0) return 0;
+        var sorted = _kl.Order().ToArray();
+        double pos = q * (sorted.Length - 1);
+        int lo = (int)Math.Floor(pos), hi = (int)Math.Ceiling(pos);
+        return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+    }
+}
+
+public sealed record ChunkReport(int Chunk, int Chunks, IReadOnlyList<NllAccumulator> Runs);
+
+/// <summary>The result of evaluating several runs on the same tokens.</summary>
+public sealed record PerplexityResult(IReadOnlyList<NllAccumulator> Runs, IReadOnlyList<DistributionComparison?> VersusFirst);
 
 /// <summary>
 /// llama-perplexity's procedure: the tokens are cut into non-overlapping chunks of the context
 /// length; each chunk is evaluated from an empty cache and every token but its first is scored
-/// (the last, partial chunk too).
+/// (the last, partial chunk too). Several models (or modes) run in lockstep on the same tokens,
+/// so their distributions can be compared position by position without storing them.
 /// </summary>
 public static class Perplexity
 {
-    public static double LogSoftmaxAt(ReadOnlySpan<float> logits, int target)
+    /// <summary>log-softmax in double precision.</summary>
+    public static void LogSoftmax(ReadOnlySpan<float> logits, Span<double> result)
     {
         double max = double.NegativeInfinity;
         foreach (float l in logits) if (l > max) max = l;
         double sum = 0;
         foreach (float l in logits) sum += Math.Exp(l - max);
-        return logits[target] - max - Math.Log(sum);
+        double logSum = max + Math.Log(sum);
+        for (int i = 0; i < logits.Length; i++) result[i] = logits[i] - logSum;
     }
 
     public static IEnumerable<(int Start, int Length)> Chunks(int tokenCount, int ctx)
@@ -56,24 +104,43 @@ public static class Perplexity
         }
     }
 
-    public static NllAccumulator Evaluate(Transformer model, IReadOnlyList<int> tokens, int ctx, Action<ChunkReport>? progress = null)
+    public static NllAccumulator Evaluate(Transformer model, IReadOnlyList<int> tokens, int ctx, Action<ChunkReport>? progress = null) =>
+        Evaluate([model], tokens, ctx, progress).Runs[0];
+
+    public static PerplexityResult Evaluate(IReadOnlyList<Transformer> models, IReadOnlyList<int> tokens, int ctx, Action<ChunkReport>? progress = null)
     {
+        if (models.Count == 0) throw new ArgumentException("no model to evaluate");
         if (ctx < 2) throw new BitMoeException($"context {ctx} is too small to score tokens (needs at least 2)");
-        if (ctx > model.ContextLength) throw new BitMoeException($"chunk length {ctx} exceeds the model's context {model.ContextLength}");
         if (tokens.Count < 2) throw new BitMoeException($"the text has {tokens.Count} token(s); at least 2 are needed to score one");
-        var acc = new NllAccumulator();
+        int vocab = models[0].Config.VocabSize;
+        foreach (var m in models)
+        {
+            if (ctx > m.ContextLength) throw new BitMoeException($"chunk length {ctx} exceeds the model's context {m.ContextLength}");
+            if (m.Config.VocabSize != vocab) throw new BitMoeException($"the models have different vocabularies ({vocab} and {m.Config.VocabSize} tokens)");
+        }
+
+        var runs = models.Select(_ => new NllAccumulator()).ToArray();
+        var versus = models.Select((_, i) => i == 0 ? null : new DistributionComparison()).ToArray();
+        var baseLogProbs = new double[vocab];
+        var logProbs = new double[vocab];
         var chunks = Chunks(tokens.Count, ctx).ToList();
         for (int c = 0; c < chunks.Count; c++)
         {
             var (start, len) = chunks[c];
-            model.Cache.Clear();
+            foreach (var m in models) m.Cache.Clear();
             for (int i = 0; i < len - 1; i++)
             {
-                var logits = model.Forward(tokens[start + i]);
-                acc.Add(-LogSoftmaxAt(logits, tokens[start + i + 1]));
+                int token = tokens[start + i], next = tokens[start + i + 1];
+                for (int r = 0; r < models.Count; r++)
+                {
+                    var lp = r == 0 ? baseLogProbs : logProbs;
+                    LogSoftmax(models[r].Forward(token), lp);
+                    runs[r].Add(-lp[next]);
+                    versus[r]?.Add(baseLogProbs, logProbs);
+                }
             }
-            progress?.Invoke(new ChunkReport(c + 1, chunks.Count, acc.Perplexity, acc.Count));
+            progress?.Invoke(new ChunkReport(c + 1, chunks.Count, runs));
         }
-        return acc;
+        return new PerplexityResult(runs, versus);
     }
 }
