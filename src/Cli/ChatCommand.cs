@@ -102,7 +102,7 @@ public static class ChatCommand
                     $" ({Rate(result.FedTokens, result.PromptSeconds):F2} prompt tokens/s, {Rate(result.GeneratedTokens, result.GenerateSeconds):F2} tokens/s)");
         }
         stderr.WriteLine(
-            $"chat: {session.Turns} turns; prompt: {promptTokens} tokens in {promptSeconds:F3} s ({Rate(promptTokens, promptSeconds):F2} tokens/s); " +
+            $"chat: {session.Turns} turn{(session.Turns == 1 ? "" : "s")}; prompt: {promptTokens} tokens in {promptSeconds:F3} s ({Rate(promptTokens, promptSeconds):F2} tokens/s); " +
             $"generation: {generatedTokens} tokens in {generateSeconds:F3} s ({Rate(generatedTokens, generateSeconds):F2} tokens/s)");
         return 0;
     }
