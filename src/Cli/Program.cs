@@ -4,4 +4,5 @@ using BitMoe.Cli;
 var root = new RootCommand("BitMoe: run ternary (BitNet b1.58) Multi-Head Mixture-of-Experts language models on a CPU.");
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(PerplexityCommand.Create());
+root.Subcommands.Add(ChatCommand.Create());
 return root.Parse(args).Invoke();

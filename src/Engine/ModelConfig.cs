@@ -41,6 +41,8 @@ public sealed record ModelConfig
     public string[] ModulesToNotConvert { get; init; } = DefaultNotConverted;
     public int? EosTokenId { get; init; }
     public int? BosTokenId { get; init; }
+    /// <summary>Name of the chat template the checkpoint was tuned with (config.json key <c>bitmoe_chat_template</c>), if any.</summary>
+    public string? ChatTemplate { get; init; }
 
     public static readonly string[] DefaultNotConverted = ["embed_tokens", "lm_head", "router"];
 
@@ -150,6 +152,7 @@ public sealed record ModelConfig
             ModulesToNotConvert = notConvert,
             EosTokenId = r.OptionalInt("eos_token_id"),
             BosTokenId = r.OptionalInt("bos_token_id"),
+            ChatTemplate = r.String("bitmoe_chat_template", null),
         };
         if (cfg.MaxPositions <= 0) throw new BitMoeException($"{path}: max_position_embeddings must be positive");
         return cfg;

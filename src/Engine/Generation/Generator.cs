@@ -27,6 +27,19 @@ public sealed class Generator(LoadedModel model)
     {
         model.Transformer.Cache.Clear();
         _history.Clear();
+        _pendingStop = null;
+    }
+
+    /// <summary>
+    /// Keeps the first <paramref name="length"/> tokens and forgets the rest (cache and history), so that tokens
+    /// can be taken back; also drops a token that is in the history but was never evaluated (a reply cut by a full context).
+    /// </summary>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > _history.Count) throw new ArgumentOutOfRangeException(nameof(length));
+        var cache = model.Transformer.Cache;
+        if (length < cache.Length) cache.Truncate(length);
+        _history.RemoveRange(length, _history.Count - length);
     }
 
     /// <summary>Appends <paramref name="tokens"/> to the context; returns the logits after the last one.</summary>
