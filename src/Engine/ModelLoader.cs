@@ -1,3 +1,4 @@
+using BitMoe.Engine.Weights;
 using BitMoe.Engine.Layers;
 using BitMoe.Engine.Tokenization;
 using BitMoe.Quant;

@@ -1,3 +1,4 @@
+using BitMoe.Engine.Weights;
 using BitMoe.Kernels;
 
 namespace BitMoe.Engine.Layers;

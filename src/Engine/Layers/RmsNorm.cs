@@ -1,3 +1,4 @@
+using BitMoe.Engine.Weights;
 using System.Numerics.Tensors;
 
 namespace BitMoe.Engine.Layers;
