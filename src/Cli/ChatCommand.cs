@@ -21,7 +21,7 @@ public static class ChatCommand
         var n = new Option<int>("--n-predict", "-n") { Description = "tokens per reply (-1: until the end of the turn)", DefaultValueFactory = _ => -1 };
         var ctx = new Option<int?>("--ctx-size", "-c") { Description = "context length (default: max_position_embeddings)" };
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
-        var mode = new Option<string>("--mode") { Description = "fp | fakequant | packed", DefaultValueFactory = _ => "fp" };
+        var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
         var shift = new Option<bool>("--context-shift") { Description = "when the context is full, keep the system prompt and the latest half of the conversation (re-evaluated) instead of refusing the turn" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print token counts and speed for every turn on stderr" };
 

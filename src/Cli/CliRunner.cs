@@ -29,12 +29,14 @@ public static class CliRunner
         return 1;
     }
 
-    public static ExecutionMode ParseMode(string text) => text.Trim().ToLowerInvariant() switch
+    /// <summary>A --mode value; "auto" (null) lets the loader pick: packed for a ternary GGUF file, fp otherwise.</summary>
+    public static ExecutionMode? ParseMode(string text) => text.Trim().ToLowerInvariant() switch
     {
+        "auto" => null,
         "fp" => ExecutionMode.Fp,
         "fakequant" => ExecutionMode.FakeQuant,
         "packed" => ExecutionMode.Packed,
-        _ => throw new BitMoeException($"--mode: unknown mode '{text}' (expected fp, fakequant or packed)"),
+        _ => throw new BitMoeException($"--mode: unknown mode '{text}' (expected auto, fp, fakequant or packed)"),
     };
 
     public static void SetThreads(int threads)

@@ -18,7 +18,7 @@ public static class GenerateCommand
         var sampling = new SamplingOptions();
         var ctx = new Option<int?>("--ctx-size", "-c") { Description = "context length (default: max_position_embeddings)" };
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
-        var mode = new Option<string>("--mode") { Description = "fp | fakequant | packed", DefaultValueFactory = _ => "fp" };
+        var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
 
         var cmd = new Command("generate", "Continue a prompt with the model, streaming text as it is produced.")
         { model, prompt, promptFile, n };

@@ -19,7 +19,7 @@ public static class PerplexityCommand
         var file = new Option<string>("--file", "-f") { Description = "text file to score", Required = true };
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "tokens per chunk", DefaultValueFactory = _ => 512 };
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
-        var mode = new Option<string>("--mode") { Description = "fp | fakequant | packed, or a comma list to compare modes", DefaultValueFactory = _ => "fp" };
+        var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed, or a comma list to compare modes (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
 
         var cmd = new Command("perplexity",
             "Perplexity of a text file in non-overlapping chunks of -c tokens; with several -m or modes, also delta PPL, KL divergence and top-1 agreement against the first run.")
@@ -43,7 +43,10 @@ public static class PerplexityCommand
         {
             foreach (var m in modelPaths)
                 foreach (var mode in modes)
-                    loaded.Add((ModelLoader.Load(m, mode, chunk, threads), $"{m} [{mode.ToString().ToLowerInvariant()}]"));
+                {
+                    var model = ModelLoader.Load(m, mode, chunk, threads);
+                    loaded.Add((model, $"{m} [{model.Transformer.Mode.ToString().ToLowerInvariant()}]"));
+                }
 
             var tokens = loaded[0].Model.Tokenizer.Encode(text);
             foreach (var (m, label) in loaded.Skip(1))

@@ -5,4 +5,6 @@ var root = new RootCommand("BitMoe: run ternary (BitNet b1.58) Multi-Head Mixtur
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(PerplexityCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
+root.Subcommands.Add(QuantizeCommand.Create());
+root.Subcommands.Add(InspectCommand.Create());
 return root.Parse(args).Invoke();

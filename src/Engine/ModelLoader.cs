@@ -2,6 +2,8 @@ using BitMoe.Engine.Weights;
 using BitMoe.Engine.Layers;
 using BitMoe.Engine.Tokenization;
 using BitMoe.Quant;
+using BitMoe.Quant.Formats;
+using BitMoe.Engine.Gguf;
 
 namespace BitMoe.Engine;
 
@@ -23,28 +25,64 @@ public sealed class LoadedModel(Transformer transformer, TextTokenizer tokenizer
 public static class ModelLoader
 {
     /// <summary>
-    /// Opens a HuggingFace checkpoint folder (config.json, model.safetensors or shards, tokenizer.json),
-    /// validates the config and every tensor's shape, and builds the forward pass for <paramref name="mode"/>.
+    /// Opens a model: a HuggingFace checkpoint folder (config.json, model.safetensors or shards,
+    /// tokenizer.json) or a GGUF file (config, tokenizer and tensors in one file). Validates the config
+    /// and every tensor's shape, and builds the forward pass for <paramref name="mode"/>; null picks
+    /// packed for a GGUF file with ternary tensors and fp otherwise.
     /// </summary>
     /// <param name="contextLength">Positions the KV cache holds; null means max_position_embeddings.</param>
-    public static LoadedModel Load(string path, ExecutionMode mode, int? contextLength = null, int threads = 1)
+    public static LoadedModel Load(string path, ExecutionMode? mode, int? contextLength = null, int threads = 1)
     {
-        if (File.Exists(path))
-            throw new BitMoeException($"{path}: expected a checkpoint folder (config.json, model.safetensors, tokenizer.json)");
-        if (!Directory.Exists(path)) throw new BitMoeException($"{path}: model path does not exist");
+        if (Directory.Exists(path)) return LoadFolder(path, mode ?? ExecutionMode.Fp, contextLength, threads);
+        if (File.Exists(path)) return LoadGguf(path, mode, contextLength, threads);
+        throw new BitMoeException($"{path}: model path does not exist");
+    }
 
+    private static LoadedModel LoadFolder(string path, ExecutionMode mode, int? contextLength, int threads)
+    {
         var config = ModelConfig.Load(System.IO.Path.Combine(path, "config.json"));
         var tokenizer = TextTokenizer.Load(System.IO.Path.Combine(path, "tokenizer.json"));
-        if (tokenizer.VocabSize > config.VocabSize)
-            throw new BitMoeException($"{path}: tokenizer.json has {tokenizer.VocabSize} tokens but config.json vocab_size is {config.VocabSize}");
-        int ctx = contextLength ?? config.MaxPositions;
-        if (ctx > config.MaxPositions)
-            throw new BitMoeException($"context length {ctx} is larger than max_position_embeddings {config.MaxPositions} of {path}");
-
+        CheckFits(path, config, tokenizer, contextLength);
         var weights = ModelWeights.OpenFolder(path);
+        return Build(path, weights, config, tokenizer, mode, contextLength, threads);
+    }
+
+    private static LoadedModel LoadGguf(string path, ExecutionMode? mode, int? contextLength, int threads)
+    {
+        var file = GgufFile.Open(path, TernaryGguf.Types);
+        ModelWeights weights;
+        ModelConfig config;
+        TextTokenizer tokenizer;
         try
         {
-            return new LoadedModel(new Transformer(weights, config, mode, ctx, threads), tokenizer, path);
+            config = GgufModelMetadata.ReadConfig(file, out string arch);
+            tokenizer = GgufModelMetadata.ReadTokenizer(file);
+            CheckFits(path, config, tokenizer, contextLength);
+            weights = ModelWeights.FromGguf(file, config, arch == "llama", GgufModelMetadata.ReadScales(file));
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+        var chosen = mode ?? (weights.HasTernary ? ExecutionMode.Packed : ExecutionMode.Fp);
+        return Build(path, weights, config, tokenizer, chosen, contextLength, threads);
+    }
+
+    private static void CheckFits(string path, ModelConfig config, TextTokenizer tokenizer, int? contextLength)
+    {
+        if (tokenizer.VocabSize > config.VocabSize)
+            throw new BitMoeException($"{path}: the tokenizer has {tokenizer.VocabSize} tokens but vocab_size is {config.VocabSize}");
+        if (contextLength > config.MaxPositions)
+            throw new BitMoeException($"context length {contextLength} is larger than max_position_embeddings {config.MaxPositions} of {path}");
+    }
+
+    private static LoadedModel Build(string path, ModelWeights weights, ModelConfig config, TextTokenizer tokenizer, ExecutionMode mode,
+        int? contextLength, int threads)
+    {
+        try
+        {
+            return new LoadedModel(new Transformer(weights, config, mode, contextLength ?? config.MaxPositions, threads), tokenizer, path);
         }
         catch
         {

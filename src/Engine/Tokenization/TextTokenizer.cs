@@ -13,22 +13,47 @@ namespace BitMoe.Engine.Tokenization;
 /// </summary>
 public sealed class TextTokenizer
 {
-    /// <summary>GPT-2's pre-tokenizer pattern, used by the HF ByteLevel pre-tokenizer when use_regex is true.</summary>
-    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
     private readonly BpeTokenizer _bpe;
     private readonly byte[][] _idToBytes;
     private readonly Dictionary<string, int> _special;
-    private readonly string?[] _idToString;
 
     public int VocabSize => _idToBytes.Length;
     /// <summary>Token prepended to every encoded text when the tokenizer's post-processor asks for one.</summary>
-    public int? BosId { get; }
+    public int? BosId => Data.BosId;
+    /// <summary>Added tokens (matched literally in the input), by content.</summary>
     public IReadOnlyDictionary<string, int> SpecialTokens => _special;
+    /// <summary>The definition this tokenizer was built from (written into GGUF files as it is).</summary>
+    public TokenizerData Data { get; }
 
-    private TextTokenizer(BpeTokenizer bpe, byte[][] idToBytes, string?[] idToString, Dictionary<string, int> special, int? bos)
+    public TextTokenizer(TokenizerData data, string source)
     {
-        _bpe = bpe; _idToBytes = idToBytes; _idToString = idToString; _special = special; BosId = bos;
+        Data = data;
+        int size = data.Tokens.Length;
+        _idToBytes = new byte[size][];
+        _special = new Dictionary<string, int>(data.Added, StringComparer.Ordinal);
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int id = 0; id < size; id++)
+        {
+            string? tok = data.Tokens[id];
+            if (tok == null) { _idToBytes[id] = []; continue; }
+            bool added = data.Added.TryGetValue(tok, out int addedId) && addedId == id;
+            _idToBytes[id] = added ? Encoding.UTF8.GetBytes(tok) : ByteLevel.TokenToBytes(tok) ?? Encoding.UTF8.GetBytes(tok);
+            vocab.TryAdd(tok, id);
+        }
+        try
+        {
+            _bpe = BpeTokenizer.Create(new BpeOptions(vocab)
+            {
+                Merges = data.Merges,
+                SpecialTokens = _special,
+                PreTokenizer = new RegexPreTokenizer(new Regex(data.Pattern, RegexOptions.Compiled), _special),
+                ByteLevel = true,
+            });
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new BitMoeException($"{source}: cannot build the BPE tokenizer ({e.Message})");
+        }
     }
 
     public static TextTokenizer Load(string path)
@@ -64,54 +89,24 @@ public sealed class TextTokenizer
             }
         }
 
-        var special = new Dictionary<string, int>(StringComparer.Ordinal);
-        var added = new Dictionary<int, string>();
+        var added = new Dictionary<string, int>(StringComparer.Ordinal);
+        var specialIds = new HashSet<int>();
         if (root.TryGetProperty("added_tokens", out var addedEl) && addedEl.ValueKind == JsonValueKind.Array)
         {
             foreach (var a in addedEl.EnumerateArray())
             {
                 int id = a.GetProperty("id").GetInt32();
-                string content = a.GetProperty("content").GetString()!;
-                added[id] = content;
-                // Added tokens are matched literally before BPE runs, special or not.
-                special[content] = id;
+                added[a.GetProperty("content").GetString()!] = id;
+                if (a.TryGetProperty("special", out var sp) && sp.ValueKind == JsonValueKind.True) specialIds.Add(id);
             }
         }
 
-        string pattern = PreTokenizerPattern(root, path);
-        int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Keys.Max() + 1);
-        var idToBytes = new byte[size][];
-        var idToString = new string?[size];
-        foreach (var (tok, id) in vocab)
-        {
-            idToString[id] = tok;
-            idToBytes[id] = ByteLevel.TokenToBytes(tok) ?? Encoding.UTF8.GetBytes(tok);
-        }
-        foreach (var (id, content) in added)
-        {
-            idToString[id] = content;
-            idToBytes[id] = Encoding.UTF8.GetBytes(content);
-        }
-        for (int i = 0; i < size; i++) idToBytes[i] ??= [];
-
-        var vocabForBpe = new Dictionary<string, int>(vocab, StringComparer.Ordinal);
-        foreach (var (content, id) in special) vocabForBpe.TryAdd(content, id);
-        BpeTokenizer bpe;
-        try
-        {
-            bpe = BpeTokenizer.Create(new BpeOptions(vocabForBpe)
-            {
-                Merges = merges,
-                SpecialTokens = special,
-                PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), special),
-                ByteLevel = true,
-            });
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
-        {
-            throw new BitMoeException($"{path}: cannot build the BPE tokenizer ({e.Message})");
-        }
-        return new TextTokenizer(bpe, idToBytes, idToString, special, BosFromPostProcessor(root, special));
+        int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Values.Max() + 1);
+        var tokens = new string?[size];
+        foreach (var (tok, id) in vocab) tokens[id] = tok;
+        foreach (var (content, id) in added) tokens[id] = content;
+        var data = new TokenizerData(tokens, merges, added, specialIds, PreTokenizerPattern(root, path), BosFromPostProcessor(root, added));
+        return new TextTokenizer(data, path);
     }
 
     /// <summary>The split regex: ByteLevel with use_regex, or a Sequence of Split(Regex) + ByteLevel (Llama 3 style).</summary>
@@ -124,7 +119,7 @@ public sealed class TextTokenizer
         {
             if (pre.TryGetProperty("add_prefix_space", out var aps) && aps.ValueKind == JsonValueKind.True)
                 throw new BitMoeException($"{path}: ByteLevel add_prefix_space=true is not supported");
-            return Gpt2Pattern;
+            return TokenizerData.Gpt2Pattern;
         }
         if (type == "Sequence" && pre.TryGetProperty("pretokenizers", out var seq))
         {
@@ -157,7 +152,7 @@ public sealed class TextTokenizer
 
     public byte[] TokenBytes(int id) => (uint)id < (uint)_idToBytes.Length ? _idToBytes[id] : [];
 
-    public string? TokenString(int id) => (uint)id < (uint)_idToString.Length ? _idToString[id] : null;
+    public string? TokenString(int id) => (uint)id < (uint)Data.Tokens.Length ? Data.Tokens[id] : null;
 
     public int? TokenId(string token) =>
         _special.TryGetValue(token, out int id) ? id : _bpe.Vocabulary.TryGetValue(token, out id) ? id : null;
