@@ -24,15 +24,33 @@ public static unsafe partial class TernaryGemv
         {
             byte* row = w + (long)r * stride;
             Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<int> b0 = default, b1 = default, b2 = default, b3 = default;
             int j = 0;
-            for (; j + 32 <= stride; j += 32)
+            // two steps per iteration into two accumulator sets: vpdpbusd's latency (~5 cycles) exceeds its
+            // throughput, so a single chain per accumulator would stall
+            for (; j + 64 <= stride; j += 64)
+            {
+                var v = Avx.LoadVector256(row + j);
+                var u = Avx.LoadVector256(row + j + 32);
+                a0 = AvxVnni.MultiplyWideningAndAdd(a0, Avx2.And(v, m0), Avx.LoadVector256(x0 + j));
+                a1 = AvxVnni.MultiplyWideningAndAdd(a1, Avx2.And(v, m1), Avx.LoadVector256(x1 + j));
+                a2 = AvxVnni.MultiplyWideningAndAdd(a2, Avx2.And(v, m2), Avx.LoadVector256(x2 + j));
+                a3 = AvxVnni.MultiplyWideningAndAdd(a3, Avx2.And(v, m3), Avx.LoadVector256(x3 + j));
+                b0 = AvxVnni.MultiplyWideningAndAdd(b0, Avx2.And(u, m0), Avx.LoadVector256(x0 + j + 32));
+                b1 = AvxVnni.MultiplyWideningAndAdd(b1, Avx2.And(u, m1), Avx.LoadVector256(x1 + j + 32));
+                b2 = AvxVnni.MultiplyWideningAndAdd(b2, Avx2.And(u, m2), Avx.LoadVector256(x2 + j + 32));
+                b3 = AvxVnni.MultiplyWideningAndAdd(b3, Avx2.And(u, m3), Avx.LoadVector256(x3 + j + 32));
+            }
+            if (j + 32 <= stride)
             {
                 var v = Avx.LoadVector256(row + j);
                 a0 = AvxVnni.MultiplyWideningAndAdd(a0, Avx2.And(v, m0), Avx.LoadVector256(x0 + j));
                 a1 = AvxVnni.MultiplyWideningAndAdd(a1, Avx2.And(v, m1), Avx.LoadVector256(x1 + j));
                 a2 = AvxVnni.MultiplyWideningAndAdd(a2, Avx2.And(v, m2), Avx.LoadVector256(x2 + j));
                 a3 = AvxVnni.MultiplyWideningAndAdd(a3, Avx2.And(v, m3), Avx.LoadVector256(x3 + j));
+                j += 32;
             }
+            a0 = Avx2.Add(a0, b0); a1 = Avx2.Add(a1, b1); a2 = Avx2.Add(a2, b2); a3 = Avx2.Add(a3, b3);
             var acc = CombineScaled(a0, a1, a2, a3);
             var acc128 = Sse2.Add(acc.GetLower(), acc.GetUpper());
             if (j < stride) acc128 = Sse2.Add(acc128, TailVnni(row, x0, x1, x2, x3, j, stride));
