@@ -6,7 +6,7 @@ namespace BitMoe.Tests.Kernels;
 
 public class TernaryKernelTests
 {
-    private static readonly int[] Cols = [1, 5, 31, 32, 33, 40, 48, 64, 72, 96, 136, 192, 200, 255, 256, 320, 1000, 1536, 2080, 4128];
+    private static readonly int[] Cols = [1, 5, 31, 32, 33, 40, 48, 64, 72, 96, 136, 192, 200, 224, 255, 256, 320, 384, 1000, 1536, 2080, 4128];
     private static readonly int[] Rows = [1, 3, 17, 64];
 
     private static (byte[] W, sbyte[] Ternary) RandomMatrix(Random rng, int rows, int cols)
