@@ -9,7 +9,7 @@ public static unsafe partial class TernaryGemv
     /// <summary>
     /// 32 code bytes (128 weights) per step: shift by 0/2/4/6 and mask -> four u8 code vectors,
     /// vpmaddubsw each against its activation stream (s16, |pair| &lt;= 512), add the four in int16
-    /// (&lt;= 2048), vpmaddwd with ones -> int32. Tails of 16 and 8 bytes use the 128-bit forms.
+    /// (&lt;= 2048) and up to 8 such steps (&lt;= 16384), then vpmaddwd with ones -> int32. Tails of 16 and 8 bytes use the 128-bit forms.
     /// </summary>
     internal static void RowsAvx2(byte* w, int stride, sbyte* xs, int sum, int* y, int start, int end)
     {
@@ -21,16 +21,23 @@ public static unsafe partial class TernaryGemv
             byte* row = w + (long)r * stride;
             var acc = Vector256<int>.Zero;
             int j = 0;
-            for (; j + 32 <= stride; j += 32)
+            while (j + 32 <= stride)
             {
-                var v = Avx.LoadVector256(row + j);
-                var c0 = Avx2.And(v, mask);
-                var c1 = Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 2).AsByte(), mask);
-                var c2 = Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), mask);
-                var c3 = Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 6).AsByte(), mask);
-                var s01 = Avx2.Add(Avx2.MultiplyAddAdjacent(c0, Avx.LoadVector256(x0 + j)), Avx2.MultiplyAddAdjacent(c1, Avx.LoadVector256(x1 + j)));
-                var s23 = Avx2.Add(Avx2.MultiplyAddAdjacent(c2, Avx.LoadVector256(x2 + j)), Avx2.MultiplyAddAdjacent(c3, Avx.LoadVector256(x3 + j)));
-                acc = Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.Add(s01, s23), ones));
+                // up to 8 steps summed in int16 (|sum| <= 8 * 2048 = 16384) before one widening vpmaddwd
+                int stop = Math.Min(stride - 31, j + 8 * 32);
+                var s = Vector256<short>.Zero;
+                for (; j < stop; j += 32)
+                {
+                    var v = Avx.LoadVector256(row + j);
+                    var c0 = Avx2.And(v, mask);
+                    var c1 = Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 2).AsByte(), mask);
+                    var c2 = Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), mask);
+                    var c3 = Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 6).AsByte(), mask);
+                    var s01 = Avx2.Add(Avx2.MultiplyAddAdjacent(c0, Avx.LoadVector256(x0 + j)), Avx2.MultiplyAddAdjacent(c1, Avx.LoadVector256(x1 + j)));
+                    var s23 = Avx2.Add(Avx2.MultiplyAddAdjacent(c2, Avx.LoadVector256(x2 + j)), Avx2.MultiplyAddAdjacent(c3, Avx.LoadVector256(x3 + j)));
+                    s = Avx2.Add(s, Avx2.Add(s01, s23));
+                }
+                acc = Avx2.Add(acc, Avx2.MultiplyAddAdjacent(s, ones));
             }
             var acc128 = Sse2.Add(acc.GetLower(), acc.GetUpper());
             if (j < stride) acc128 = Sse2.Add(acc128, TailSsse3(row, x0, x1, x2, x3, j, stride));

@@ -7,7 +7,7 @@ public static unsafe partial class TernaryGemv
 {
     /// <summary>
     /// 64 code bytes (256 weights) per step: the AVX2 scheme on 512-bit registers (vpmaddubsw, int16 sum
-    /// of four, vpmaddwd with ones). A remaining 32 bytes take one 256-bit step, then 16/8-byte tails.
+    /// of four and of up to 8 steps, vpmaddwd with ones). A remaining 32 bytes take one 256-bit step, then 16/8-byte tails.
     /// </summary>
     internal static void RowsAvx512(byte* w, int stride, sbyte* xs, int sum, int* y, int start, int end)
     {
@@ -21,16 +21,23 @@ public static unsafe partial class TernaryGemv
             byte* row = w + (long)r * stride;
             var acc = Vector512<int>.Zero;
             int j = 0;
-            for (; j + 64 <= stride; j += 64)
+            while (j + 64 <= stride)
             {
-                var v = Avx512F.LoadVector512(row + j);
-                var c0 = Avx512F.And(v, mask);
-                var c1 = Avx512F.And(Avx512BW.ShiftRightLogical(v.AsUInt16(), 2).AsByte(), mask);
-                var c2 = Avx512F.And(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), mask);
-                var c3 = Avx512F.And(Avx512BW.ShiftRightLogical(v.AsUInt16(), 6).AsByte(), mask);
-                var s01 = Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(c0, Avx512F.LoadVector512(x0 + j)), Avx512BW.MultiplyAddAdjacent(c1, Avx512F.LoadVector512(x1 + j)));
-                var s23 = Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(c2, Avx512F.LoadVector512(x2 + j)), Avx512BW.MultiplyAddAdjacent(c3, Avx512F.LoadVector512(x3 + j)));
-                acc = Avx512F.Add(acc, Avx512BW.MultiplyAddAdjacent(Avx512BW.Add(s01, s23), ones));
+                // up to 8 steps summed in int16 (|sum| <= 8 * 2048 = 16384) before one widening vpmaddwd
+                int stop = Math.Min(stride - 63, j + 8 * 64);
+                var s = Vector512<short>.Zero;
+                for (; j < stop; j += 64)
+                {
+                    var v = Avx512F.LoadVector512(row + j);
+                    var c0 = Avx512F.And(v, mask);
+                    var c1 = Avx512F.And(Avx512BW.ShiftRightLogical(v.AsUInt16(), 2).AsByte(), mask);
+                    var c2 = Avx512F.And(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), mask);
+                    var c3 = Avx512F.And(Avx512BW.ShiftRightLogical(v.AsUInt16(), 6).AsByte(), mask);
+                    var s01 = Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(c0, Avx512F.LoadVector512(x0 + j)), Avx512BW.MultiplyAddAdjacent(c1, Avx512F.LoadVector512(x1 + j)));
+                    var s23 = Avx512BW.Add(Avx512BW.MultiplyAddAdjacent(c2, Avx512F.LoadVector512(x2 + j)), Avx512BW.MultiplyAddAdjacent(c3, Avx512F.LoadVector512(x3 + j)));
+                    s = Avx512BW.Add(s, Avx512BW.Add(s01, s23));
+                }
+                acc = Avx512F.Add(acc, Avx512BW.MultiplyAddAdjacent(s, ones));
             }
             var acc256 = Avx2.Add(acc.GetLower(), acc.GetUpper());
             if (j + 32 <= stride)

@@ -6,7 +6,7 @@ namespace BitMoe.Tests.Kernels;
 
 public class TernaryKernelTests
 {
-    private static readonly int[] Cols = [1, 5, 31, 32, 33, 40, 48, 64, 72, 96, 136, 192, 200, 255, 256, 320, 1000, 1536];
+    private static readonly int[] Cols = [1, 5, 31, 32, 33, 40, 48, 64, 72, 96, 136, 192, 200, 224, 255, 256, 320, 384, 1000, 1536, 2080, 4128];
     private static readonly int[] Rows = [1, 3, 17, 64];
 
     private static (byte[] W, sbyte[] Ternary) RandomMatrix(Random rng, int rows, int cols)
@@ -83,6 +83,45 @@ public class TernaryKernelTests
     [IsaFact(KernelIsa.Avx512)] public void Avx512MatchesScalar() => MatchesScalar(KernelIsa.Avx512);
     [IsaFact(KernelIsa.Neon)] public void NeonMatchesScalar() => MatchesScalar(KernelIsa.Neon);
     [Fact] public void ScalarMatchesScalarOnExtremes() => MatchesScalar(KernelIsa.Scalar);
+
+    /// <summary>The batched kernel: every token equals the scalar gemv of that token; rows outside [start, end) untouched.</summary>
+    private static void GemmMatchesScalar(KernelIsa isa)
+    {
+        var rng = new Random(20 + (int)isa);
+        var a = new TernaryActivations();
+        var single = new TernaryActivations();
+        foreach (int tokens in new[] { 1, 3, 4, 5, 9 })
+            foreach (int cols in new[] { 1, 40, 48, 96, 192, 255, 320, 1000, 1536, 4128 })
+                foreach (int rows in new[] { 1, 17, 64 })
+                {
+                    if (cols == 4128 && rows == 64) continue; // keep the test fast
+                    var (w, _) = RandomMatrix(rng, rows, cols);
+                    var x = new sbyte[tokens * cols];
+                    for (int t = 0; t < tokens; t++) TernaryLayoutTests.RandomInt8(rng, cols).CopyTo(x, t * cols);
+                    a.Prepare(x, cols, tokens);
+                    var y = new int[tokens * rows];
+                    Array.Fill(y, int.MinValue);
+                    int start = rows > 2 ? 1 : 0, end = rows > 2 ? rows - 1 : rows;
+                    TernaryGemm.Compute(isa, w, rows, cols, a, y, start, end);
+                    for (int t = 0; t < tokens; t++)
+                    {
+                        single.Prepare(x.AsSpan(t * cols, cols), cols);
+                        var e = new int[rows];
+                        TernaryGemv.Compute(KernelIsa.Scalar, w, cols, single, e, 0, rows);
+                        for (int r = 0; r < rows; r++)
+                        {
+                            int expected = r >= start && r < end ? e[r] : int.MinValue;
+                            Assert.True(expected == y[t * rows + r], $"{isa}: tokens {tokens} rows {rows} cols {cols}: token {t} row {r}: {y[t * rows + r]} != {expected}");
+                        }
+                    }
+                }
+    }
+
+    [Fact] public void GemmScalarMatchesGemv() => GemmMatchesScalar(KernelIsa.Scalar);
+    [IsaFact(KernelIsa.Avx2)] public void GemmAvx2MatchesScalar() => GemmMatchesScalar(KernelIsa.Avx2);
+    [IsaFact(KernelIsa.AvxVnni)] public void GemmAvxVnniMatchesScalar() => GemmMatchesScalar(KernelIsa.AvxVnni);
+    [IsaFact(KernelIsa.Avx512)] public void GemmAvx512MatchesScalar() => GemmMatchesScalar(KernelIsa.Avx512);
+    [IsaFact(KernelIsa.Neon)] public void GemmNeonMatchesScalar() => GemmMatchesScalar(KernelIsa.Neon);
 
     [Fact]
     public void RepackFromFileLayoutsGivesTheSameDots()
