@@ -7,4 +7,5 @@ root.Subcommands.Add(PerplexityCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(QuantizeCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
+root.Subcommands.Add(RandomModelCommand.Create());
 return root.Parse(args).Invoke();
