@@ -1,3 +1,4 @@
+using BitMoe.KernelCheck;
 using BitMoe.Kernels;
 using BitMoe.Quant;
 
@@ -5,62 +6,28 @@ namespace BitMoe.Tests.Quant;
 
 public class TernaryLayoutTests
 {
-    public static readonly int[] Lengths =
-        [1, 2, 3, 4, 5, 6, 31, 32, 33, 48, 63, 64, 65, 96, 127, 128, 160, 192, 240, 255, 256, 257, 260, 320, 384, 511, 512, 768, 1000, 1536, 2048, 4096, 4097];
-
     public static TheoryData<int> LengthData()
     {
         var d = new TheoryData<int>();
-        foreach (var n in Lengths) d.Add(n);
+        foreach (var n in TestData.LayoutLengths) d.Add(n);
         return d;
     }
 
-    internal static sbyte[] RandomTernary(Random rng, int n)
-    {
-        var w = new sbyte[n];
-        for (int i = 0; i < n; i++) w[i] = (sbyte)(rng.Next(3) - 1);
-        return w;
-    }
+    private static sbyte[] RandomTernary(Random rng, int n) => TestData.RandomTernary(rng, n);
+    private static sbyte[] RandomInt8(Random rng, int n) => TestData.RandomInt8(rng, n);
 
-    internal static sbyte[] RandomInt8(Random rng, int n)
+    private static void AssertPassed(Action<CheckLog> check)
     {
-        var x = new sbyte[n];
-        for (int i = 0; i < n; i++) x[i] = (sbyte)rng.Next(-128, 128);
-        // the extremes, always present
-        if (n > 0) x[0] = -128;
-        if (n > 1) x[n - 1] = 127;
-        return x;
+        var log = new CheckLog();
+        check(log);
+        Assert.True(log.Failed == 0, log.ToString());
     }
 
     [Theory, MemberData(nameof(LengthData))]
-    public void Tq2PackUnpackIsIdentity(int cols)
-    {
-        var rng = new Random(cols);
-        for (int rep = 0; rep < 4; rep++)
-        {
-            var w = RandomTernary(rng, cols);
-            var packed = new byte[Tq2Layout.RowBytes(cols)];
-            Tq2Layout.Pack(w, 0.25f, packed);
-            var back = new sbyte[cols];
-            Tq2Layout.Unpack(packed, back);
-            Assert.Equal(w, back);
-        }
-    }
+    public void Tq2PackUnpackIsIdentity(int cols) => AssertPassed(log => KernelChecks.Tq2RoundTrip(cols, log));
 
     [Theory, MemberData(nameof(LengthData))]
-    public void Tq1PackUnpackIsIdentity(int cols)
-    {
-        var rng = new Random(cols + 7);
-        for (int rep = 0; rep < 4; rep++)
-        {
-            var w = RandomTernary(rng, cols);
-            var packed = new byte[Tq1Layout.RowBytes(cols)];
-            Tq1Layout.Pack(w, 0.25f, packed);
-            var back = new sbyte[cols];
-            Tq1Layout.Unpack(packed, back);
-            Assert.Equal(w, back);
-        }
-    }
+    public void Tq1PackUnpackIsIdentity(int cols) => AssertPassed(log => KernelChecks.Tq1RoundTrip(cols, log));
 
     [Fact]
     public void Tq1EncodingReadsBackEveryFiveTritValue()
