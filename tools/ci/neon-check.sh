@@ -12,8 +12,8 @@
 #      kernels also run as fully optimized JIT code from their first call.
 #
 # Idempotent: steps 1-2 are cached (BITMOE_CI_CACHE, default .ci-cache/ in the repository, git-ignored);
-# step 3 is an incremental publish. Environment: BITMOE_CI_CACHE (cache folder), DEBIAN_MIRROR (default
-# http://deb.debian.org/debian), DEBIAN_SUITE (default: this machine's VERSION_CODENAME).
+# step 3 is an incremental publish. Environment: BITMOE_CI_CACHE (cache folder). The arm64 packages come
+# from this machine's own apt sources, asked for the arm64 architecture.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -54,25 +54,16 @@ stamp="$sysroot/.bitmoe-packages"
 if [[ ${#qemu[@]} -gt 0 ]] && [[ "$(cat "$stamp" 2>/dev/null)" != "${packages[*]}" ]]; then
     command -v apt-get >/dev/null || die "apt-get is needed to download the arm64 libraries (${packages[*]})"
     command -v dpkg >/dev/null || die "dpkg is needed to unpack the arm64 libraries"
-    suite="${DEBIAN_SUITE:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")}"
-    [[ -n "$suite" ]] || die "cannot tell the Debian release (no VERSION_CODENAME in /etc/os-release); set DEBIAN_SUITE, e.g. bookworm"
-    mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-    step "downloading arm64 ${packages[*]} from $mirror $suite"
+    step "downloading arm64 ${packages[*]} from this machine's apt sources"
     apt_dir="$cache/arm64-apt"
     rm -rf "$apt_dir" "$sysroot"
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$apt_dir/parts" "$apt_dir/prefs"
-    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    signed=""
-    [[ -f "$keyring" ]] && signed=" signed-by=$keyring"
-    echo "deb [arch=arm64$signed] $mirror $suite main" >"$apt_dir/sources.list"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
     : >"$apt_dir/status"
-    # a private apt: its own sources, lists, cache and (empty) dpkg status; nothing of the host's changes
+    # the host's sources, but private lists, cache and (empty) dpkg status: nothing of the host's apt state changes
     apt_opts=(-q -oAPT::Architecture=arm64 -oAPT::Architectures=arm64
-              -oDir::Etc::SourceList="$apt_dir/sources.list" -oDir::Etc::SourceParts="$apt_dir/parts"
-              -oDir::Etc::Preferences="$apt_dir/prefs/none" -oDir::Etc::PreferencesParts="$apt_dir/prefs"
               -oDir::State::Lists="$apt_dir/lists" -oDir::State::status="$apt_dir/status"
               -oDir::Cache="$apt_dir/cache" -oDebug::NoLocking=1)
-    apt-get "${apt_opts[@]}" update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.log" >&2; die "apt-get update for arm64 failed (mirror $mirror, suite $suite)"; }
+    apt-get "${apt_opts[@]}" update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.log" >&2; die "apt-get update for arm64 failed (see the log above)"; }
     (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "${packages[@]}") >"$apt_dir/download.log" 2>&1 \
         || { cat "$apt_dir/download.log" >&2; die "apt-get download of arm64 ${packages[*]} failed"; }
     mkdir -p "$sysroot"
