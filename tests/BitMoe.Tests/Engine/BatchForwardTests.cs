@@ -1,4 +1,6 @@
 using BitMoe.Engine;
+using BitMoe.Engine.Evaluation;
+using BitMoe.Engine.Generation;
 using BitMoe.Engine.Layers;
 
 namespace BitMoe.Tests.Engine;
@@ -162,5 +164,63 @@ public class BatchForwardTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => t.ForwardBatch([]));
         Assert.Throws<ArgumentException>(() => t.ForwardBatch([1, 2], new float[5]));
         Assert.Equal(3, t.Cache.Length);
+    }
+
+    [Fact]
+    public void GeneratorFeedsThePromptAsABatch()
+    {
+        const string fixture = "mhmoe_h4_top3_bias_bf16";
+        var tokens = Reference.Load(fixture).Tokens;
+        var expected = TokenByToken(fixture, ExecutionMode.Fp, tokens);
+        using var m = Load(fixture, ExecutionMode.Fp, tokens.Length, maxBatch: 20);
+        var g = new Generator(m);
+        Assert.True(expected[29].AsSpan().SequenceEqual(g.Feed(tokens[..30])));
+        Assert.True(expected[^1].AsSpan().SequenceEqual(g.Feed(tokens[30..])));
+        Assert.Equal(tokens, g.History);
+        Assert.Equal(tokens.Length, m.Transformer.Cache.Length);
+    }
+
+    /// <summary>
+    /// Perplexity evaluates chunks as batches; the NLL and the lockstep comparison are those of token-by-token
+    /// decoding, and packed against fake-quant (the same function) shows no difference at all.
+    /// </summary>
+    [Theory]
+    [InlineData("mhmoe_h2_top2_bitnet")]
+    [InlineData("mhmoe_relu2_subnorm_sharded_f16")]
+    public void PerplexityInBatchesEqualsTokenByToken(string fixture)
+    {
+        var reference = Reference.Load(fixture);
+        var tokens = reference.Tokens;
+        int ctx = reference.PplCtx;
+
+        // token by token, as perplexity was computed before batching
+        double expectedNll = 0;
+        long expectedCount = 0;
+        using (var m = Load(fixture, ExecutionMode.FakeQuant, ctx))
+        {
+            var lp = new double[reference.Vocab];
+            foreach (var (start, len) in Perplexity.Chunks(tokens.Length, ctx))
+            {
+                m.Transformer.Cache.Clear();
+                for (int i = 0; i < len - 1; i++)
+                {
+                    Perplexity.LogSoftmax(m.Transformer.Forward(tokens[start + i]), lp);
+                    expectedNll += -lp[tokens[start + i + 1]];
+                    expectedCount++;
+                }
+            }
+        }
+
+        // maxBatch 8 < ctx 20: every chunk runs in several batches
+        using var fake = Load(fixture, ExecutionMode.FakeQuant, ctx, maxBatch: 8);
+        using var packed = Load(fixture, ExecutionMode.Packed, ctx);
+        var result = Perplexity.Evaluate([fake.Transformer, packed.Transformer], tokens, ctx);
+        Assert.Equal(expectedCount, result.Runs[0].Count);
+        Assert.Equal(Math.Exp(expectedNll / expectedCount), result.Runs[0].Perplexity, 12);
+        Assert.Equal(result.Runs[0].Perplexity, result.Runs[1].Perplexity);
+        var versus = result.VersusFirst[1]!;
+        Assert.Equal(expectedCount, versus.Count);
+        Assert.Equal(0, versus.MeanKl);
+        Assert.Equal(1, versus.TopTokenAgreement);
     }
 }
