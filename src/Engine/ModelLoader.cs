@@ -31,23 +31,25 @@ public static class ModelLoader
     /// packed for a GGUF file with ternary tensors and fp otherwise.
     /// </summary>
     /// <param name="contextLength">Positions the KV cache holds; null means max_position_embeddings.</param>
-    public static LoadedModel Load(string path, ExecutionMode? mode, int? contextLength = null, int threads = 1)
+    /// <param name="maxBatch">Tokens per batched forward pass (<see cref="Transformer.MaxBatch"/>).</param>
+    public static LoadedModel Load(string path, ExecutionMode? mode, int? contextLength = null, int threads = 1,
+        int maxBatch = Transformer.DefaultMaxBatch)
     {
-        if (Directory.Exists(path)) return LoadFolder(path, mode ?? ExecutionMode.Fp, contextLength, threads);
-        if (File.Exists(path)) return LoadGguf(path, mode, contextLength, threads);
+        if (Directory.Exists(path)) return LoadFolder(path, mode ?? ExecutionMode.Fp, contextLength, threads, maxBatch);
+        if (File.Exists(path)) return LoadGguf(path, mode, contextLength, threads, maxBatch);
         throw new BitMoeException($"{path}: model path does not exist");
     }
 
-    private static LoadedModel LoadFolder(string path, ExecutionMode mode, int? contextLength, int threads)
+    private static LoadedModel LoadFolder(string path, ExecutionMode mode, int? contextLength, int threads, int maxBatch)
     {
         var config = ModelConfig.Load(System.IO.Path.Combine(path, "config.json"));
         var tokenizer = TextTokenizer.Load(System.IO.Path.Combine(path, "tokenizer.json"));
         CheckFits(path, config, tokenizer, contextLength);
         var weights = ModelWeights.OpenFolder(path);
-        return Build(path, weights, config, tokenizer, mode, contextLength, threads);
+        return Build(path, weights, config, tokenizer, mode, contextLength, threads, maxBatch);
     }
 
-    private static LoadedModel LoadGguf(string path, ExecutionMode? mode, int? contextLength, int threads)
+    private static LoadedModel LoadGguf(string path, ExecutionMode? mode, int? contextLength, int threads, int maxBatch)
     {
         var file = GgufFile.Open(path, TernaryGguf.Types);
         ModelWeights weights;
@@ -66,7 +68,7 @@ public static class ModelLoader
             throw;
         }
         var chosen = mode ?? (weights.HasTernary ? ExecutionMode.Packed : ExecutionMode.Fp);
-        return Build(path, weights, config, tokenizer, chosen, contextLength, threads);
+        return Build(path, weights, config, tokenizer, chosen, contextLength, threads, maxBatch);
     }
 
     private static void CheckFits(string path, ModelConfig config, TextTokenizer tokenizer, int? contextLength)
@@ -78,11 +80,11 @@ public static class ModelLoader
     }
 
     private static LoadedModel Build(string path, ModelWeights weights, ModelConfig config, TextTokenizer tokenizer, ExecutionMode mode,
-        int? contextLength, int threads)
+        int? contextLength, int threads, int maxBatch)
     {
         try
         {
-            return new LoadedModel(new Transformer(weights, config, mode, contextLength ?? config.MaxPositions, threads), tokenizer, path);
+            return new LoadedModel(new Transformer(weights, config, mode, contextLength ?? config.MaxPositions, threads, maxBatch), tokenizer, path);
         }
         catch
         {

@@ -53,6 +53,41 @@ public static unsafe class FloatGemv
         }
     }
 
+    /// <summary>Bytes of weight rows widened at a time by <see cref="ComputeRowsBatch"/> (kept in L1 while the vectors sweep them).</summary>
+    public const int RowBlockBytes = 16 * 1024;
+
+    /// <summary>
+    /// Rows [start, end) of a [rows, cols] matrix times <paramref name="count"/> vectors: x is [count, cols], y is
+    /// [count, rows] (vector t's result at y[t * rows + r]). The weights are read (and widened) once per batch, in
+    /// blocks of rows that every vector sweeps; each dot is the one <see cref="ComputeRows"/> computes, so the
+    /// results equal <paramref name="count"/> single-vector calls bit for bit.
+    /// </summary>
+    public static void ComputeRowsBatch(void* weights, DType type, int rows, int cols, ReadOnlySpan<float> x, int count, Span<float> y,
+        int start, int end)
+    {
+        if (x.Length < (long)count * cols || y.Length < (long)count * rows || start < 0 || end > rows)
+            throw new ArgumentException("x, y or the row range do not fit the matrix");
+        int block = Math.Max(1, RowBlockBytes / Math.Max(1, cols * sizeof(float)));
+        var widened = type == DType.F32 ? default : Scratch(block * cols);
+        for (int r0 = start; r0 < end; r0 += block)
+        {
+            int n = Math.Min(block, end - r0);
+            ReadOnlySpan<float> w;
+            if (type == DType.F32) w = new ReadOnlySpan<float>((float*)weights + (long)r0 * cols, n * cols);
+            else
+            {
+                ToSingle(weights, type, (long)r0 * cols, widened[..(n * cols)]);
+                w = widened[..(n * cols)];
+            }
+            for (int t = 0; t < count; t++)
+            {
+                var xt = x.Slice(t * cols, cols);
+                var yt = y.Slice(t * rows + r0, n);
+                for (int i = 0; i < n; i++) yt[i] = TensorPrimitives.Dot(w.Slice(i * cols, cols), xt);
+            }
+        }
+    }
+
     /// <summary>Widens one row (or any run of elements) to float32.</summary>
     public static void ToSingle(void* src, DType type, long offset, Span<float> dst)
     {

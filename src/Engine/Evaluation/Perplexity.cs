@@ -80,7 +80,7 @@ public sealed record PerplexityResult(IReadOnlyList<NllAccumulator> Runs, IReadO
 /// llama-perplexity's procedure: the tokens are cut into non-overlapping chunks of the context
 /// length; each chunk is evaluated from an empty cache and every token but its first is scored
 /// (the last, partial chunk too). Several models (or modes) run in lockstep on the same tokens,
-/// so their distributions can be compared position by position without storing them.
+/// so their distributions can be compared position by position without storing more than one batch of them.
 /// </summary>
 public static class Perplexity
 {
@@ -123,20 +123,32 @@ public static class Perplexity
         var versus = models.Select((_, i) => i == 0 ? null : new DistributionComparison()).ToArray();
         var baseLogProbs = new double[vocab];
         var logProbs = new double[vocab];
+        var ids = tokens as int[] ?? tokens.ToArray();
+        // Each model evaluates a piece of the chunk as one batch with the logits of every position, then the runs are
+        // compared position by position. Pieces of at most MaxBatch tokens bound the logits held: [piece, vocab] per model.
+        int piece = Math.Min(models.Min(m => m.MaxBatch), ctx - 1);
+        var logits = models.Select(_ => new float[(long)piece * vocab]).ToArray();
         var chunks = Chunks(tokens.Count, ctx).ToList();
         for (int c = 0; c < chunks.Count; c++)
         {
             var (start, len) = chunks[c];
             foreach (var m in models) m.Cache.Clear();
-            for (int i = 0; i < len - 1; i++)
+            // the chunk's last token is only ever a target: positions [start, start + len - 1) are evaluated
+            for (int p = 0; p < len - 1; p += piece)
             {
-                int token = tokens[start + i], next = tokens[start + i + 1];
+                int n = Math.Min(piece, len - 1 - p);
                 for (int r = 0; r < models.Count; r++)
+                    models[r].ForwardBatch(ids.AsSpan(start + p, n), logits[r].AsSpan(0, n * vocab));
+                for (int i = 0; i < n; i++)
                 {
-                    var lp = r == 0 ? baseLogProbs : logProbs;
-                    LogSoftmax(models[r].Forward(token), lp);
-                    runs[r].Add(-lp[next]);
-                    versus[r]?.Add(baseLogProbs, logProbs);
+                    int next = ids[start + p + i + 1];
+                    for (int r = 0; r < models.Count; r++)
+                    {
+                        var lp = r == 0 ? baseLogProbs : logProbs;
+                        LogSoftmax(logits[r].AsSpan(i * vocab, vocab), lp);
+                        runs[r].Add(-lp[next]);
+                        versus[r]?.Add(baseLogProbs, logProbs);
+                    }
                 }
             }
             progress?.Invoke(new ChunkReport(c + 1, chunks.Count, runs));

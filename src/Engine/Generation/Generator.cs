@@ -42,18 +42,19 @@ public sealed class Generator(LoadedModel model)
         _history.RemoveRange(length, _history.Count - length);
     }
 
-    /// <summary>Appends <paramref name="tokens"/> to the context; returns the logits after the last one.</summary>
+    /// <summary>
+    /// Appends <paramref name="tokens"/> to the context, evaluated as batches (<see cref="Transformer.ForwardBatch"/>);
+    /// returns the logits after the last one (empty when there are no tokens).
+    /// </summary>
     public ReadOnlySpan<float> Feed(IReadOnlyList<int> tokens)
     {
         var t = model.Transformer;
         if (t.Cache.Length + tokens.Count > t.ContextLength)
             throw new BitMoeException($"the prompt needs {t.Cache.Length + tokens.Count} positions but the context holds {t.ContextLength} (raise -c)");
-        ReadOnlySpan<float> logits = default;
-        foreach (int tok in tokens)
-        {
-            logits = t.Forward(tok);
-            _history.Add(tok);
-        }
+        if (tokens.Count == 0) return default;
+        var ids = tokens as int[] ?? tokens.ToArray();
+        var logits = t.ForwardBatch(ids);
+        _history.AddRange(ids);
         return logits;
     }
 

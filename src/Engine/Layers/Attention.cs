@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using BitMoe.Kernels;
 
 namespace BitMoe.Engine.Layers;
 
@@ -8,18 +9,25 @@ namespace BitMoe.Engine.Layers;
 /// </summary>
 public sealed class Attention
 {
-    private readonly int _layer, _heads, _kvHeads, _headDim;
+    private readonly int _layer, _heads, _kvHeads, _headDim, _contextLength;
     private readonly BitLinear _q, _k, _v, _o;
     private readonly RmsNorm? _subNorm;
     private readonly Rope _rope;
     private readonly float _scale;
     private readonly float[] _qBuf, _kBuf, _vBuf, _out, _scores;
+    private readonly WorkerPool _pool;
+    private readonly BatchScratch _scratch;
+    private readonly RowJob _attendHeads;
+
+    // The current batch, visible to the worker threads during ForwardBatch.
+    private int _batchPos, _batchCount;
+    private KvCache? _batchCache;
 
     public Attention(LayerContext ctx, int layer, Rope rope, int contextLength)
     {
         var c = ctx.Config;
         string p = $"model.layers.{layer}.self_attn";
-        _layer = layer; _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _headDim = c.HeadDim; _rope = rope;
+        _layer = layer; _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _headDim = c.HeadDim; _rope = rope; _contextLength = contextLength;
         _q = BitLinear.Load(ctx, $"{p}.q_proj", c.QDim, c.HiddenSize);
         _k = BitLinear.Load(ctx, $"{p}.k_proj", c.KvDim, c.HiddenSize);
         _v = BitLinear.Load(ctx, $"{p}.v_proj", c.KvDim, c.HiddenSize);
@@ -28,6 +36,16 @@ public sealed class Attention
         _scale = 1f / MathF.Sqrt(_headDim);
         _qBuf = new float[c.QDim]; _kBuf = new float[c.KvDim]; _vBuf = new float[c.KvDim];
         _out = new float[c.QDim]; _scores = new float[contextLength];
+
+        _pool = ctx.Pool;
+        _scratch = ctx.Scratch;
+        _attendHeads = AttendHeads;
+        int tokens = _scratch.MaxTokens;
+        _scratch.Queries.Reserve((long)tokens * c.QDim);
+        _scratch.Keys.Reserve((long)tokens * c.KvDim);
+        _scratch.Values.Reserve((long)tokens * c.KvDim);
+        _scratch.AttentionOut.Reserve((long)tokens * c.QDim);
+        _scratch.Scores.Reserve((long)_heads * contextLength);
     }
 
     /// <summary>Attends from position <paramref name="pos"/> over the cache [0, pos]; writes the layer's output to <paramref name="y"/>.</summary>
@@ -41,21 +59,68 @@ public sealed class Attention
         _kBuf.CopyTo(cache.Key(_layer, pos));
         _vBuf.CopyTo(cache.Value(_layer, pos));
 
-        int group = _heads / _kvHeads, n = pos + 1;
-        var scores = _scores.AsSpan(0, n);
         for (int h = 0; h < _heads; h++)
-        {
-            var q = _qBuf.AsSpan(h * _headDim, _headDim);
-            int kvOffset = (h / group) * _headDim;
-            for (int t = 0; t < n; t++)
-                scores[t] = TensorPrimitives.Dot(q, cache.Key(_layer, t).Slice(kvOffset, _headDim)) * _scale;
-            Softmax.InPlace(scores);
-            var o = _out.AsSpan(h * _headDim, _headDim);
-            o.Clear();
-            for (int t = 0; t < n; t++)
-                TensorPrimitives.MultiplyAdd(cache.Value(_layer, t).Slice(kvOffset, _headDim), scores[t], o, o);
-        }
+            AttendHead(h, _qBuf.AsSpan(h * _headDim, _headDim), pos, cache, _scores, _out.AsSpan(h * _headDim, _headDim));
         if (_subNorm != null) _subNorm.Forward(_out, _out);
         _o.Forward(_out, y);
+    }
+
+    /// <summary>
+    /// The same for <paramref name="count"/> tokens at positions [pos, pos + count): x and y are [count, hidden]. Keys and
+    /// values of the whole batch enter the cache first; token t then attends over [0, pos + t] (causal within the batch).
+    /// </summary>
+    public void ForwardBatch(ReadOnlySpan<float> x, int count, int pos, KvCache cache, Span<float> y)
+    {
+        int qDim = _heads * _headDim, kvDim = _kvHeads * _headDim;
+        var q = _scratch.Queries.Take((long)count * qDim);
+        var k = _scratch.Keys.Take((long)count * kvDim);
+        var v = _scratch.Values.Take((long)count * kvDim);
+        var o = _scratch.AttentionOut.Take((long)count * qDim);
+        _scratch.Scores.Take((long)_heads * _contextLength);
+        _q.ForwardBatch(x, q, count);
+        _k.ForwardBatch(x, k, count);
+        _v.ForwardBatch(x, v, count);
+        for (int t = 0; t < count; t++)
+        {
+            _rope.Apply(q.Slice(t * qDim, qDim), _heads, pos + t);
+            _rope.Apply(k.Slice(t * kvDim, kvDim), _kvHeads, pos + t);
+            k.Slice(t * kvDim, kvDim).CopyTo(cache.Key(_layer, pos + t));
+            v.Slice(t * kvDim, kvDim).CopyTo(cache.Value(_layer, pos + t));
+        }
+
+        // the heads are independent: threads split them, each with its own row of scores
+        _batchPos = pos; _batchCount = count; _batchCache = cache;
+        _pool.For(_heads, _attendHeads);
+        _batchCache = null;
+
+        if (_subNorm != null) _subNorm.ForwardBatch(o, o, count);
+        _o.ForwardBatch(o, y, count);
+    }
+
+    private void AttendHeads(int start, int end)
+    {
+        int qDim = _heads * _headDim;
+        var q = _scratch.Queries.Array;
+        var o = _scratch.AttentionOut.Array;
+        for (int h = start; h < end; h++)
+        {
+            var scores = _scratch.Scores.Array.AsSpan(h * _contextLength, _contextLength);
+            for (int t = 0; t < _batchCount; t++)
+                AttendHead(h, q.AsSpan(t * qDim + h * _headDim, _headDim), _batchPos + t, _batchCache!, scores,
+                    o.AsSpan(t * qDim + h * _headDim, _headDim));
+        }
+    }
+
+    /// <summary>Query head <paramref name="h"/> at position <paramref name="pos"/> over the cache [0, pos] into <paramref name="o"/>.</summary>
+    private void AttendHead(int h, ReadOnlySpan<float> q, int pos, KvCache cache, Span<float> scoreRow, Span<float> o)
+    {
+        int kvOffset = h / (_heads / _kvHeads) * _headDim, n = pos + 1;
+        var scores = scoreRow[..n];
+        for (int t = 0; t < n; t++)
+            scores[t] = TensorPrimitives.Dot(q, cache.Key(_layer, t).Slice(kvOffset, _headDim)) * _scale;
+        Softmax.InPlace(scores);
+        o.Clear();
+        for (int t = 0; t < n; t++)
+            TensorPrimitives.MultiplyAdd(cache.Value(_layer, t).Slice(kvOffset, _headDim), scores[t], o, o);
     }
 }

@@ -34,18 +34,20 @@ public sealed unsafe class BitLinear
     private readonly TernaryActivations? _activations;
     private readonly int[]? _dots;
     private readonly WorkerPool _pool;
-    private readonly RowJob _rows;
+    private readonly RowJob _rows, _batchRows;
     private readonly int _minRowsPerShare;
+    private readonly BatchScratch _scratch;
 
-    // The current call's vectors, visible to the worker threads during Forward.
+    // The current call's vectors, visible to the worker threads during Forward and ForwardBatch.
     private float* _x, _y;
     private float _denominator;
+    private int _count;
 
     private BitLinear(string name, int outF, int inF, TensorView? floatWeights, sbyte[]? ternary, byte[]? packed, float weightScale,
-        float[]? bias, WorkerPool pool)
+        float[]? bias, LayerContext ctx)
     {
         Name = name; OutFeatures = outF; InFeatures = inF;
-        _float = floatWeights; _ternary = ternary; _packed = packed; _weightScale = weightScale; _bias = bias; _pool = pool;
+        _float = floatWeights; _ternary = ternary; _packed = packed; _weightScale = weightScale; _bias = bias; _pool = ctx.Pool;
         _xq = floatWeights == null ? new sbyte[inF] : [];
         if (packed != null)
         {
@@ -53,7 +55,16 @@ public sealed unsafe class BitLinear
             _dots = new int[outF];
         }
         _rows = packed != null ? PackedRows : ternary != null ? TernaryRows : FloatRows;
+        _batchRows = packed != null ? PackedBatchRows : ternary != null ? TernaryBatchRows : FloatBatchRows;
         _minRowsPerShare = (long)outF * inF < ParallelThreshold ? outF : Math.Max(1, (int)(ParallelThreshold / 4 / inF));
+        _scratch = ctx.Scratch;
+        if (floatWeights == null)
+        {
+            int rows = _scratch.MaxRows;
+            _scratch.QuantizedX.Reserve((long)rows * inF);
+            _scratch.Denominators.Reserve(rows);
+            if (packed != null) _scratch.Dots.Reserve((long)rows * outF);
+        }
     }
 
     /// <summary>
@@ -70,18 +81,18 @@ public sealed unsafe class BitLinear
         {
             return ctx.Mode switch
             {
-                ExecutionMode.FakeQuant => new BitLinear(name, outF, inF, null, stored.ToValues(), null, stored.Scale, bias, ctx.Pool),
-                ExecutionMode.Packed => new BitLinear(name, outF, inF, null, null, stored.ToKernelLayout(), stored.Scale, bias, ctx.Pool),
+                ExecutionMode.FakeQuant => new BitLinear(name, outF, inF, null, stored.ToValues(), null, stored.Scale, bias, ctx),
+                ExecutionMode.Packed => new BitLinear(name, outF, inF, null, null, stored.ToKernelLayout(), stored.Scale, bias, ctx),
                 _ => throw new BitMoeException($"{stored.File}: tensor '{stored.Name}' is ternary; --mode fp needs float weights (run the checkpoint folder, or use --mode packed or fakequant)"),
             };
         }
         var f = w.Float!;
         bool quantize = ctx.Mode != ExecutionMode.Fp && ctx.Config.IsQuantized(name);
-        if (!quantize) return new BitLinear(name, outF, inF, f, null, null, 0, bias, ctx.Pool);
+        if (!quantize) return new BitLinear(name, outF, inF, f, null, null, 0, bias, ctx);
         var (values, scale) = Ternarizer.Quantize(f.Data, f.FloatType, outF, inF);
         return ctx.Mode == ExecutionMode.Packed
-            ? new BitLinear(name, outF, inF, null, null, TqRepack.FromTernary(values, outF, inF), scale, bias, ctx.Pool)
-            : new BitLinear(name, outF, inF, null, values, null, scale, bias, ctx.Pool);
+            ? new BitLinear(name, outF, inF, null, null, TqRepack.FromTernary(values, outF, inF), scale, bias, ctx)
+            : new BitLinear(name, outF, inF, null, values, null, scale, bias, ctx);
     }
 
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
@@ -103,6 +114,45 @@ public sealed unsafe class BitLinear
             System.Numerics.Tensors.TensorPrimitives.Add(y[..OutFeatures], _bias, y);
     }
 
+    /// <summary>
+    /// y[t] = W x[t] (+ b) for <paramref name="count"/> vectors at once: x is [count, in], y is [count, out]. Each weight
+    /// row is read once for the whole batch; every vector is quantized on its own (its own s_x) and every output is
+    /// computed exactly as <see cref="Forward"/> computes it, so the results are the same bit for bit.
+    /// </summary>
+    public void ForwardBatch(ReadOnlySpan<float> x, Span<float> y, int count)
+    {
+        if (count < 1 || count > _scratch.MaxRows) throw new ArgumentOutOfRangeException(nameof(count), $"batch of {count} rows (1 to {_scratch.MaxRows})");
+        x = x[..(count * InFeatures)];
+        y = y[..(count * OutFeatures)];
+        if (_float == null)
+        {
+            var xq = _scratch.QuantizedX.Take((long)count * InFeatures);
+            var denominators = _scratch.Denominators.Take(count);
+            for (int t = 0; t < count; t++)
+            {
+                float xs = ActivationQuantizer.Quantize(x.Slice(t * InFeatures, InFeatures), xq.Slice(t * InFeatures, InFeatures));
+                denominators[t] = xs * _weightScale;
+            }
+            if (_packed != null)
+            {
+                _scratch.Activations.Prepare(xq, InFeatures, count);
+                _scratch.Dots.Take((long)count * OutFeatures); // the workers write the int32 dots to Dots.Array
+            }
+        }
+        fixed (float* px = x, py = y)
+        {
+            _x = px; _y = py; _count = count;
+            _pool.For(OutFeatures, _batchRows, _minRowsPerShare);
+            _x = _y = null;
+        }
+        if (_bias != null)
+            for (int t = 0; t < count; t++)
+            {
+                var yt = y.Slice(t * OutFeatures, OutFeatures);
+                System.Numerics.Tensors.TensorPrimitives.Add(yt, _bias, yt);
+            }
+    }
+
     private void FloatRows(int start, int end) =>
         FloatGemv.ComputeRows(_float!.Data, _float.FloatType, InFeatures,
             new ReadOnlySpan<float>(_x, InFeatures), new Span<float>(_y, OutFeatures), start, end);
@@ -118,5 +168,34 @@ public sealed unsafe class BitLinear
     {
         TernaryGemv.Compute(_packed, InFeatures, _activations!, _dots, start, end);
         for (int r = start; r < end; r++) _y[r] = _dots![r] / _denominator;
+    }
+
+    private void FloatBatchRows(int start, int end) =>
+        FloatGemv.ComputeRowsBatch(_float!.Data, _float.FloatType, OutFeatures, InFeatures,
+            new ReadOnlySpan<float>(_x, _count * InFeatures), _count, new Span<float>(_y, _count * OutFeatures), start, end);
+
+    private void TernaryBatchRows(int start, int end)
+    {
+        var w = _ternary.AsSpan();
+        var xq = _scratch.QuantizedX.Array.AsSpan();
+        var denominators = _scratch.Denominators.Array;
+        for (int r = start; r < end; r++)
+        {
+            var row = w.Slice(r * InFeatures, InFeatures);
+            for (int t = 0; t < _count; t++)
+                _y[(long)t * OutFeatures + r] = Int8Dot.Dot(xq.Slice(t * InFeatures, InFeatures), row) / denominators[t];
+        }
+    }
+
+    private void PackedBatchRows(int start, int end)
+    {
+        var dots = _scratch.Dots.Array;
+        var denominators = _scratch.Denominators.Array;
+        TernaryGemm.Compute(_packed, OutFeatures, InFeatures, _scratch.Activations, dots, start, end);
+        for (int t = 0; t < _count; t++)
+        {
+            long row = (long)t * OutFeatures;
+            for (int r = start; r < end; r++) _y[row + r] = dots[row + r] / denominators[t];
+        }
     }
 }

@@ -10,6 +10,7 @@ public sealed class DecoderLayer
     private readonly DenseFfn? _dense;
     public MhMoeLayer? Moe { get; }
     private readonly float[] _normed, _branch;
+    private readonly BatchScratch _scratch;
 
     public DecoderLayer(LayerContext ctx, int layer, Rope rope, int contextLength)
     {
@@ -20,8 +21,11 @@ public sealed class DecoderLayer
         _attention = new Attention(ctx, layer, rope, contextLength);
         _postAttnNorm = RmsNorm.Load(w, $"{p}.post_attention_layernorm", c.HiddenSize, c.RmsNormEps);
         if (c.IsMoeLayer[layer]) Moe = new MhMoeLayer(ctx, layer);
-        else _dense = new DenseFfn(ctx, $"{p}.mlp", c.HiddenSize, c.IntermediateSize);
+        else _dense = new DenseFfn(ctx, $"{p}.mlp", c.HiddenSize, c.IntermediateSize, ctx.Scratch.MaxTokens);
         _normed = new float[c.HiddenSize]; _branch = new float[c.HiddenSize];
+        _scratch = ctx.Scratch;
+        _scratch.Normed.Reserve((long)_scratch.MaxTokens * c.HiddenSize);
+        _scratch.Branch.Reserve((long)_scratch.MaxTokens * c.HiddenSize);
     }
 
     public void Forward(Span<float> x, int pos, KvCache cache)
@@ -34,5 +38,22 @@ public sealed class DecoderLayer
         if (Moe != null) Moe.Forward(_normed, _branch);
         else _dense!.Forward(_normed, _branch);
         TensorPrimitives.Add(x, _branch, x);
+    }
+
+    /// <summary>The same for <paramref name="count"/> tokens at positions [pos, pos + count): x is [count, hidden].</summary>
+    public void ForwardBatch(Span<float> x, int count, int pos, KvCache cache)
+    {
+        int n = count * _normed.Length;
+        x = x[..n];
+        var normed = _scratch.Normed.Take(n);
+        var branch = _scratch.Branch.Take(n);
+        _inputNorm.ForwardBatch(x, normed, count);
+        _attention.ForwardBatch(normed, count, pos, cache, branch);
+        TensorPrimitives.Add(x, branch, x);
+
+        _postAttnNorm.ForwardBatch(x, normed, count);
+        if (Moe != null) Moe.ForwardBatch(normed, branch, count);
+        else _dense!.ForwardBatch(normed, branch, count);
+        TensorPrimitives.Add(x, branch, x);
     }
 }

@@ -12,8 +12,10 @@ public sealed class DenseFfn
     private readonly RmsNorm? _subNorm;
     private readonly Activation _act;
     private readonly float[] _g, _u;
+    private readonly BatchScratch _scratch;
 
-    public DenseFfn(LayerContext ctx, string prefix, int width, int hidden)
+    /// <param name="maxRows">The most rows <see cref="ForwardBatch"/> gets: tokens, or sub-tokens for an expert.</param>
+    public DenseFfn(LayerContext ctx, string prefix, int width, int hidden, int maxRows)
     {
         var c = ctx.Config;
         _gate = BitLinear.Load(ctx, $"{prefix}.gate_proj", hidden, width);
@@ -22,23 +24,45 @@ public sealed class DenseFfn
         if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{prefix}.ffn_sub_norm", hidden, c.RmsNormEps);
         _act = c.HiddenAct;
         _g = new float[hidden]; _u = new float[hidden];
+        _scratch = ctx.Scratch;
+        _scratch.Gate.Reserve((long)maxRows * hidden);
+        _scratch.Up.Reserve((long)maxRows * hidden);
     }
 
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
         _gate.Forward(x, _g);
         _up.Forward(x, _u);
+        ActivateAndMultiply(_g, _u);
+        if (_subNorm != null) _subNorm.Forward(_g, _g);
+        _down.Forward(_g, y);
+    }
+
+    /// <summary>The same for <paramref name="count"/> rows at once: x is [count, width], y is [count, width].</summary>
+    public void ForwardBatch(ReadOnlySpan<float> x, Span<float> y, int count)
+    {
+        int hidden = _g.Length;
+        var g = _scratch.Gate.Take((long)count * hidden);
+        var u = _scratch.Up.Take((long)count * hidden);
+        _gate.ForwardBatch(x, g, count);
+        _up.ForwardBatch(x, u, count);
+        ActivateAndMultiply(g, u);
+        if (_subNorm != null) _subNorm.ForwardBatch(g, g, count);
+        _down.ForwardBatch(g, y, count);
+    }
+
+    /// <summary>g = act(g) * u, element by element.</summary>
+    private void ActivateAndMultiply(Span<float> g, ReadOnlySpan<float> u)
+    {
         if (_act == Activation.Silu)
         {
             // silu(g) = g * sigmoid(g)
-            for (int i = 0; i < _g.Length; i++) _g[i] = _g[i] / (1f + MathF.Exp(-_g[i]));
+            for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i]));
         }
         else
         {
-            for (int i = 0; i < _g.Length; i++) { float r = MathF.Max(_g[i], 0f); _g[i] = r * r; }
+            for (int i = 0; i < g.Length; i++) { float r = MathF.Max(g[i], 0f); g[i] = r * r; }
         }
-        TensorPrimitives.Multiply(_g, _u, _g);
-        if (_subNorm != null) _subNorm.Forward(_g, _g);
-        _down.Forward(_g, y);
+        TensorPrimitives.Multiply(g, u, g);
     }
 }

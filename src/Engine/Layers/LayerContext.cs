@@ -3,5 +3,5 @@ using BitMoe.Kernels;
 
 namespace BitMoe.Engine.Layers;
 
-/// <summary>What every layer needs while it is built: where the tensors are, the config, the mode, and the threads.</summary>
-public sealed record LayerContext(ModelWeights Weights, ModelConfig Config, ExecutionMode Mode, WorkerPool Pool);
+/// <summary>What every layer needs while it is built: where the tensors are, the config, the mode, the threads, and the batch scratch.</summary>
+public sealed record LayerContext(ModelWeights Weights, ModelConfig Config, ExecutionMode Mode, WorkerPool Pool, BatchScratch Scratch);

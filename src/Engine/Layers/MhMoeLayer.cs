@@ -16,6 +16,8 @@ public sealed class MhMoeLayer
     private readonly DenseFfn? _shared;
     private readonly float[] _split, _concat, _expertOut, _sharedOut, _weights;
     private readonly int[] _chosen;
+    private readonly int[] _expertStart, _expertNext;
+    private readonly BatchScratch _scratch;
 
     /// <summary>How many times each expert ran since the last reset (for statistics and benchmarks).</summary>
     public long[] ExpertHits { get; }
@@ -31,12 +33,24 @@ public sealed class MhMoeLayer
         _router = new Router(ctx, $"{p}.router");
         _experts = new DenseFfn[c.NumExperts];
         for (int e = 0; e < c.NumExperts; e++)
-            _experts[e] = new DenseFfn(ctx, $"{p}.experts.{e}", _subDim, c.MoeIntermediateSize);
+            _experts[e] = new DenseFfn(ctx, $"{p}.experts.{e}", _subDim, c.MoeIntermediateSize, ctx.Scratch.MaxSubTokens);
         if (c.SharedExpertIntermediateSize > 0)
-            _shared = new DenseFfn(ctx, $"{p}.shared_expert", d, c.SharedExpertIntermediateSize);
+            _shared = new DenseFfn(ctx, $"{p}.shared_expert", d, c.SharedExpertIntermediateSize, ctx.Scratch.MaxTokens);
         _split = new float[d]; _concat = new float[d]; _expertOut = new float[_subDim]; _sharedOut = new float[d];
         _weights = new float[c.NumExpertsPerTok]; _chosen = new int[c.NumExpertsPerTok];
         ExpertHits = new long[c.NumExperts];
+
+        _expertStart = new int[c.NumExperts + 1]; _expertNext = new int[c.NumExperts];
+        _scratch = ctx.Scratch;
+        long tokens = _scratch.MaxTokens, pairs = (long)_scratch.MaxSubTokens * c.NumExpertsPerTok;
+        _scratch.Split.Reserve(tokens * d);
+        _scratch.Concat.Reserve(tokens * d);
+        _scratch.SharedOut.Reserve(tokens * d);
+        _scratch.ChosenExperts.Reserve(pairs);
+        _scratch.RouteWeights.Reserve(pairs);
+        _scratch.ExpertRows.Reserve(pairs);
+        _scratch.ExpertIn.Reserve(pairs * _subDim);
+        _scratch.ExpertOut.Reserve(pairs * _subDim);
     }
 
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
@@ -69,6 +83,76 @@ public sealed class MhMoeLayer
         {
             _shared.Forward(x, _sharedOut);
             TensorPrimitives.Add(y[.._sharedOut.Length], _sharedOut, y);
+        }
+    }
+
+    /// <summary>
+    /// The same for <paramref name="count"/> tokens (x and y are [count, hidden]), with the sub-tokens grouped by
+    /// expert: every expert runs once per batch, on all the sub-tokens that chose it, so its weights are read once.
+    /// Each sub-token's outputs are summed in the order <see cref="Forward"/> sums them: the results are the same.
+    /// </summary>
+    public void ForwardBatch(ReadOnlySpan<float> x, Span<float> y, int count)
+    {
+        int d = _heads * _subDim, k = _chosen.Length;
+        int subTokens = count * _heads, pairs = subTokens * k;
+        var split = _scratch.Split.Take(count * d);
+        var concat = _scratch.Concat.Take(count * d);
+
+        // 1. head layer
+        if (_headProj != null) _headProj.ForwardBatch(x, split, count);
+        else x[..(count * d)].CopyTo(split);
+
+        // 2-3. sub-token j of token t is row t*h + j of split seen as [count*h, d/h]; every one is routed on its own.
+        //    Pair i = s*k + r is sub-token s's r-th choice.
+        var chosen = _scratch.ChosenExperts.Take(pairs);
+        var weights = _scratch.RouteWeights.Take(pairs);
+        _router.RouteBatch(split, subTokens, chosen, weights);
+
+        //    Group the pairs by expert: expert e's pairs take rows [start[e], start[e+1]) of the expert input and output.
+        Array.Clear(_expertStart);
+        foreach (int e in chosen) _expertStart[e + 1]++;
+        for (int e = 0; e < _experts.Length; e++) _expertStart[e + 1] += _expertStart[e];
+        _expertStart.AsSpan(0, _experts.Length).CopyTo(_expertNext);
+        var rowOf = _scratch.ExpertRows.Take(pairs);
+        var input = _scratch.ExpertIn.Take((long)pairs * _subDim);
+        var output = _scratch.ExpertOut.Take((long)pairs * _subDim);
+        for (int i = 0; i < pairs; i++)
+        {
+            int row = rowOf[i] = _expertNext[chosen[i]]++;
+            split.Slice(i / k * _subDim, _subDim).CopyTo(input.Slice(row * _subDim, _subDim));
+        }
+
+        //    Each expert once, on its gathered rows.
+        for (int e = 0; e < _experts.Length; e++)
+        {
+            int first = _expertStart[e], n = _expertStart[e + 1] - first;
+            if (n == 0) continue;
+            ExpertHits[e] += n;
+            _experts[e].ForwardBatch(input.Slice(first * _subDim, n * _subDim), output.Slice(first * _subDim, n * _subDim), n);
+        }
+
+        // 4. y_s = sum_r p_r * Expert_r(s), in rank order, into sub-token s's slot of the concatenation
+        for (int s = 0; s < subTokens; s++)
+        {
+            var slot = concat.Slice(s * _subDim, _subDim);
+            slot.Clear();
+            for (int r = 0; r < k; r++)
+            {
+                int i = s * k + r;
+                TensorPrimitives.MultiplyAdd(output.Slice(rowOf[i] * _subDim, _subDim), weights[i], slot, slot);
+            }
+        }
+
+        // 5. merge layer
+        if (_mergeProj != null) _mergeProj.ForwardBatch(concat, y, count);
+        else concat.CopyTo(y);
+
+        // 6. shared expert on the un-split tokens
+        if (_shared != null)
+        {
+            var sharedOut = _scratch.SharedOut.Take(count * d);
+            _shared.ForwardBatch(x, sharedOut, count);
+            TensorPrimitives.Add(y[..(count * d)], sharedOut, y);
         }
     }
 }

@@ -20,4 +20,11 @@ public sealed class RmsNorm(float[] weight, float eps)
         TensorPrimitives.Multiply(x, inv, y[..n]);
         TensorPrimitives.Multiply(y[..n], weight, y[..n]);
     }
+
+    /// <summary>Normalises each of <paramref name="count"/> rows of x [count, size] into y (may be x).</summary>
+    public void ForwardBatch(ReadOnlySpan<float> x, Span<float> y, int count)
+    {
+        int n = weight.Length;
+        for (int t = 0; t < count; t++) Forward(x.Slice(t * n, n), y.Slice(t * n, n));
+    }
 }

@@ -10,6 +10,7 @@ public sealed class Router
     private readonly int _topK;
     private readonly bool _normalize;
     private readonly float[] _probs;
+    private readonly BatchScratch _scratch;
 
     public Router(LayerContext ctx, string name)
     {
@@ -18,6 +19,8 @@ public sealed class Router
         _topK = c.NumExpertsPerTok;
         _normalize = c.NormTopkProb;
         _probs = new float[c.NumExperts];
+        _scratch = ctx.Scratch;
+        _scratch.RouterProbs.Reserve((long)_scratch.MaxSubTokens * c.NumExperts);
     }
 
     public int TopK => _topK;
@@ -26,18 +29,37 @@ public sealed class Router
     public void Route(ReadOnlySpan<float> subToken, Span<int> experts, Span<float> weights)
     {
         _gate.Forward(subToken, _probs);
-        Softmax.InPlace(_probs);
+        Pick(_probs, experts, weights);
+    }
+
+    /// <summary>
+    /// Routes <paramref name="count"/> sub-tokens (rows of <paramref name="subTokens"/>) at once: sub-token s gets
+    /// experts[s*k .. s*k+k) and weights[s*k .. s*k+k), as <see cref="Route"/> would give it.
+    /// </summary>
+    public void RouteBatch(ReadOnlySpan<float> subTokens, int count, Span<int> experts, Span<float> weights)
+    {
+        int e = _probs.Length;
+        var probs = _scratch.RouterProbs.Take((long)count * e);
+        _gate.ForwardBatch(subTokens, probs, count);
+        for (int s = 0; s < count; s++)
+            Pick(probs.Slice(s * e, e), experts.Slice(s * _topK, _topK), weights.Slice(s * _topK, _topK));
+    }
+
+    /// <summary>Softmax of the expert logits <paramref name="probs"/> (in place), then the top k.</summary>
+    private void Pick(Span<float> probs, Span<int> experts, Span<float> weights)
+    {
+        Softmax.InPlace(probs);
         for (int k = 0; k < _topK; k++)
         {
             int best = -1;
-            for (int e = 0; e < _probs.Length; e++)
+            for (int e = 0; e < probs.Length; e++)
             {
                 if (experts[..k].Contains(e)) continue;
                 // ties go to the lower index, as torch.topk does on CPU
-                if (best < 0 || _probs[e] > _probs[best]) best = e;
+                if (best < 0 || probs[e] > probs[best]) best = e;
             }
             experts[k] = best;
-            weights[k] = _probs[best];
+            weights[k] = probs[best];
         }
         if (_normalize)
         {
