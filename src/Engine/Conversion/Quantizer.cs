@@ -106,7 +106,7 @@ public static unsafe class Quantizer
         _ => throw new BitMoeException($"--type: unknown type '{text}' (expected tq2_0, tq1_0 or f16)"),
     };
 
-    /// <summary>Refuses an output that would overwrite the input (a file of the checkpoint, or the folder itself).</summary>
+    /// <summary>Refuses an output that would overwrite the input: the folder itself, or a file quantize reads from it.</summary>
     private static void CheckPaths(string inputDir, string outputPath)
     {
         if (!Directory.Exists(inputDir))
@@ -115,7 +115,9 @@ public static unsafe class Quantizer
         string input = Path.GetFullPath(inputDir).TrimEnd(Path.DirectorySeparatorChar);
         if (output == input || Directory.Exists(output))
             throw new BitMoeException($"{outputPath}: the output is a folder; give a file name such as model.gguf");
-        if (Path.GetDirectoryName(output) == input && File.Exists(output))
+        if (Path.GetDirectoryName(output) != input) return;
+        string name = Path.GetFileName(output);
+        if (name is "config.json" or "tokenizer.json" or "model.safetensors.index.json" || name.EndsWith(".safetensors"))
             throw new BitMoeException($"{outputPath}: refusing to overwrite a file of the input checkpoint {inputDir}");
     }
 
