@@ -13,10 +13,10 @@ namespace BitMoe.Engine.Layers;
 public sealed unsafe class BitLinear
 {
     /// <summary>
-    /// Below this many weights a matrix is not worth waking the other threads for. A tuning knob,
+    /// Below this many bytes of weights a matrix is not worth waking the other threads for. A tuning knob,
     /// read when a layer is built; results never depend on it (threads split rows, not sums).
     /// </summary>
-    public static long ParallelThreshold { get; set; } = 1 << 15;
+    public static long ParallelThreshold { get; set; } = 1 << 18;
 
     public string Name { get; }
     public int InFeatures { get; }
@@ -56,7 +56,10 @@ public sealed unsafe class BitLinear
         }
         _rows = packed != null ? PackedRows : ternary != null ? TernaryRows : FloatRows;
         _batchRows = packed != null ? PackedBatchRows : ternary != null ? TernaryBatchRows : FloatBatchRows;
-        _minRowsPerShare = (long)outF * inF < ParallelThreshold ? outF : Math.Max(1, (int)(ParallelThreshold / 4 / inF));
+        // Waking a thread costs microseconds (far more on a loaded machine), so a share must hold
+        // enough bytes to be worth it: the threshold counts bytes as the kernels read them.
+        long rowBytes = packed != null ? TernaryGemv.RowStride(inF) : ternary != null ? inF : (long)inF * DTypeInfo.Size(floatWeights!.FloatType);
+        _minRowsPerShare = rowBytes * outF < ParallelThreshold ? outF : Math.Max(1, (int)(ParallelThreshold / 2 / rowBytes));
         _scratch = ctx.Scratch;
         if (floatWeights == null)
         {
