@@ -1,6 +1,7 @@
 namespace BitMoe.Bench;
 
 /// <summary>A weight matrix of a real model: [rows, cols], rows = output features.</summary>
+/// <param name="Model">Short model name: small, bl (bitnet_b1_58-large), mix (mixtral-small).</param>
 public sealed record MatrixShape(string Model, string Role, int Rows, int Cols)
 {
     public override string ToString() => $"{Model} {Role} {Rows}x{Cols}";
@@ -16,23 +17,22 @@ public static class Shapes
     public static readonly MatrixShape[] Small =
     [
         new("small", "attn", 256, 256),
-        new("small", "expert_up", 384, 128),
-        new("small", "expert_down", 128, 384),
+        new("small", "exp_up", 384, 128),
+        new("small", "exp_down", 128, 384),
     ];
 
     /// <summary>bitnet_b1_58-large: hidden 1536, FFN 4096.</summary>
     public static readonly MatrixShape[] BitNetLarge =
     [
-        new("bitnet-large", "attn", 1536, 1536),
-        new("bitnet-large", "ffn_up", 4096, 1536),
-        new("bitnet-large", "ffn_down", 1536, 4096),
+        new("bl", "attn", 1536, 1536),
+        new("bl", "ffn_up", 4096, 1536),
+        new("bl", "ffn_down", 1536, 4096),
     ];
 
-    /// <summary>mixtral-small (random-model preset): hidden 1024, experts 1024 -> 1024.</summary>
+    /// <summary>mixtral-small (random-model preset): hidden 1024; attention and the experts' gate/up/down are all 1024x1024.</summary>
     public static readonly MatrixShape[] MixtralSmall =
     [
-        new("mixtral-small", "attn", 1024, 1024),
-        new("mixtral-small", "expert", 1024, 1024),
+        new("mix", "attn/exp", 1024, 1024),
     ];
 
     public static IEnumerable<MatrixShape> Ternary => [.. Small, .. BitNetLarge, .. MixtralSmall];
@@ -40,8 +40,8 @@ public static class Shapes
     /// <summary>Float matrices: the lm_heads (F16 in the GGUF files) and one hidden x hidden matrix.</summary>
     public static IEnumerable<MatrixShape> Float =>
     [
-        new("mixtral-small", "lm_head", 32000, 1024),
-        new("bitnet-large", "lm_head", 32002, 1536),
-        new("bitnet-large", "attn", 1536, 1536),
+        new("mix", "lm_head", 32000, 1024),
+        new("bl", "lm_head", 32002, 1536),
+        new("bl", "attn", 1536, 1536),
     ];
 }
