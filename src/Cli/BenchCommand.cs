@@ -111,7 +111,7 @@ public static class BenchCommand
                     double bound = traffic.BoundTokensPerSecond(memory);
                     o.WriteLine($"| {t,7} | {tg.Name,7} | {Speed(tg),18} | {Mb(traffic.WeightBytes),13} | {effective,7:F2} | {memory,8:F2} | {effective / memory * 100,7:F1}% |");
                     o.Flush();
-                    roofline.Add($"roofline t={t}: memory read {memory:F2} GB/s ({bandwidth.Bytes / 1048576} MiB, best of 3) / {Mb(traffic.WeightBytes)} of weights per token " +
+                    roofline.Add($"roofline t={t}: memory read {memory:F2} GB/s ({bandwidth.Bytes / 1048576} MiB, best of 5) / {Mb(traffic.WeightBytes)} of weights per token " +
                         $"= at most {bound:F1} tokens/s; {tg.Name} ran at {tg.Mean:F1} tokens/s = {tg.Mean / bound * 100:F1}% of the bound ({effective:F2} GB/s)");
                     if (roofline.Count == 1) roofline.Insert(0, TrafficLine(traffic, tf));
                 }

@@ -45,7 +45,7 @@ public sealed unsafe class MemoryBandwidth : IDisposable
     /// Read bandwidth in GB/s with <paramref name="threads"/> threads: the best of <paramref name="passes"/>
     /// passes over the whole buffer (after one untimed pass that warms the threads and the TLB).
     /// </summary>
-    public double Measure(int threads, int passes = 3)
+    public double Measure(int threads, int passes = 5)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(passes, 1);
@@ -70,7 +70,7 @@ public sealed unsafe class MemoryBandwidth : IDisposable
     }
 
     /// <summary>Convenience: allocates, measures with <paramref name="threads"/> threads, frees.</summary>
-    public static double MeasureOnce(int threads, long bytes = DefaultBytes, int passes = 3)
+    public static double MeasureOnce(int threads, long bytes = DefaultBytes, int passes = 5)
     {
         using var m = new MemoryBandwidth(bytes);
         return m.Measure(threads, passes);
