@@ -139,6 +139,22 @@ public sealed unsafe class Transformer : IDisposable
         TokensEvaluated += count;
     }
 
+    /// <summary>Bytes of one row of the token embedding: the only part of it a token's lookup reads.</summary>
+    public long EmbeddingRowBytes => _embedding.ByteLength / Config.VocabSize;
+
+    /// <summary>
+    /// Bytes of weights every token reads whatever the routing: one embedding row, every layer's attention, norms,
+    /// dense FFN or MoE head/merge/router/shared expert, the final norm and lm_head. Decoding one token reads this
+    /// plus the routed experts the router picks (<see cref="MhMoeLayer.ExpertWeightBytes"/>).
+    /// </summary>
+    public long FixedWeightBytesPerToken =>
+        EmbeddingRowBytes + _layers.Sum(l => l.FixedWeightBytes) + _finalNorm.WeightBytes + _lmHead.WeightBytes;
+
+    /// <summary>Bytes of all weights held in memory (the embedding counted once when a float lm_head shares it).</summary>
+    public long TotalWeightBytes =>
+        _embedding.ByteLength + _layers.Sum(l => l.TotalWeightBytes) + _finalNorm.WeightBytes
+        + (Config.TieWordEmbeddings && !_lmHead.IsQuantized ? 0 : _lmHead.WeightBytes);
+
     public void Dispose()
     {
         _pool.Dispose();

@@ -86,23 +86,27 @@ public static class RandomModel
         for (int b = 0; b < 256; b++) { string s = ByteLevel.ByteToChar[b].ToString(); tokens.Add(s); vocab[s] = b; }
         var seen = new HashSet<string>(tokens);
         var merges = new JsonArray();
-        // Merge printable letters and earlier merges into longer tokens; each new token is the concatenation of two existing ones.
+        // Merge printable letters and earlier merges into longer tokens; each new token is the concatenation of an
+        // existing token and a short one (at most 3 letters, so that the pairs under 12 characters never run out:
+        // drawing both sides from all tokens stalls before a 32000-token vocabulary).
         string letters = "etaoinshrdlcumwfgypbvkjxqz";
         var pieces = letters.Select(c => c.ToString()).Append("Ġ").ToList();
+        var shortPieces = letters.Select(c => c.ToString()).ToList();
         var rng = new Sampling.Rng(7);
         int attempts = 0;
         while (tokens.Count < vocabSize - 1)
         {
             if (++attempts > 50 * vocabSize) throw new InvalidOperationException("could not build enough synthetic merges");
             string a = pieces[(int)(rng.NextUInt64() % (ulong)pieces.Count)];
-            string b = pieces[(int)(rng.NextUInt64() % (ulong)pieces.Count)];
-            if (a.Length + b.Length > 12 || b.StartsWith('Ġ')) continue;
+            string b = shortPieces[(int)(rng.NextUInt64() % (ulong)shortPieces.Count)];
+            if (a.Length + b.Length > 12) continue;
             string m = a + b;
             if (!seen.Add(m)) continue;
             merges.Add($"{a} {b}");
             vocab[m] = tokens.Count;
             tokens.Add(m);
             pieces.Add(m);
+            if (m.Length <= 3 && !m.StartsWith('Ġ')) shortPieces.Add(m);
         }
         int eos = vocabSize - 1;
         var root = new JsonObject

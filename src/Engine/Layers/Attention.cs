@@ -48,6 +48,9 @@ public sealed class Attention
         _scratch.Scores.Reserve((long)_heads * contextLength);
     }
 
+    /// <summary>Bytes of weights one token reads: q, k, v, o and the sub-norm (the KV cache is not counted).</summary>
+    public long WeightBytes => _q.WeightBytes + _k.WeightBytes + _v.WeightBytes + _o.WeightBytes + (_subNorm?.WeightBytes ?? 0);
+
     /// <summary>Attends from position <paramref name="pos"/> over the cache [0, pos]; writes the layer's output to <paramref name="y"/>.</summary>
     public void Forward(ReadOnlySpan<float> x, int pos, KvCache cache, Span<float> y)
     {

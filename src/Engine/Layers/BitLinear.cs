@@ -23,6 +23,14 @@ public sealed unsafe class BitLinear
     public int OutFeatures { get; }
     public bool IsQuantized => _ternary != null || _packed != null;
 
+    /// <summary>
+    /// Bytes one <see cref="Forward"/> reads from the weights as they sit in memory: the packed kernel layout
+    /// (<see cref="TernaryGemv.RowStride"/>(in) * out), one sbyte per weight (fake-quant), or the float rows
+    /// (F32/F16/BF16, in the memory map); plus the float32 bias.
+    /// </summary>
+    public long WeightBytes =>
+        (_packed?.LongLength ?? _ternary?.LongLength ?? _float!.ByteLength) + (_bias?.LongLength ?? 0) * sizeof(float);
+
     // Exactly one of these holds the weights: float rows, one sbyte per ternary weight (fake-quant),
     // or ternary codes in the kernels' packed layout.
     private readonly TensorView? _float;

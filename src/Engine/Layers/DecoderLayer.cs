@@ -28,6 +28,21 @@ public sealed class DecoderLayer
         _scratch.Branch.Reserve((long)_scratch.MaxTokens * c.HiddenSize);
     }
 
+    /// <summary>Bytes of weights every token reads in this layer: norms, attention, and the dense FFN or the MoE's fixed part (routed experts excluded).</summary>
+    public long FixedWeightBytes => _inputNorm.WeightBytes + _postAttnNorm.WeightBytes + _attention.WeightBytes
+        + (Moe?.FixedWeightBytes ?? _dense!.WeightBytes);
+
+    /// <summary>Bytes of all this layer's weights in memory, every routed expert included.</summary>
+    public long TotalWeightBytes
+    {
+        get
+        {
+            long total = FixedWeightBytes;
+            if (Moe != null) for (int e = 0; e < Moe.NumExperts; e++) total += Moe.ExpertWeightBytes(e);
+            return total;
+        }
+    }
+
     public void Forward(Span<float> x, int pos, KvCache cache)
     {
         _inputNorm.Forward(x, _normed);

@@ -29,6 +29,9 @@ public sealed class DenseFfn
         _scratch.Up.Reserve((long)maxRows * hidden);
     }
 
+    /// <summary>Bytes of weights one call reads: gate, up, down and the sub-norm.</summary>
+    public long WeightBytes => _gate.WeightBytes + _up.WeightBytes + _down.WeightBytes + (_subNorm?.WeightBytes ?? 0);
+
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
         _gate.Forward(x, _g);

@@ -53,6 +53,18 @@ public sealed class MhMoeLayer
         _scratch.ExpertOut.Reserve(pairs * _subDim);
     }
 
+    public int NumExperts => _experts.Length;
+
+    /// <summary>
+    /// Bytes of weights one token reads whatever the routing: head and merge projections, the router (read once,
+    /// though each of the h sub-tokens runs it), the shared expert.
+    /// </summary>
+    public long FixedWeightBytes =>
+        (_headProj?.WeightBytes ?? 0) + (_mergeProj?.WeightBytes ?? 0) + _router.WeightBytes + (_shared?.WeightBytes ?? 0);
+
+    /// <summary>Bytes of weights routed expert <paramref name="expert"/> reads per call.</summary>
+    public long ExpertWeightBytes(int expert) => _experts[expert].WeightBytes;
+
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
         // 1. head layer

@@ -8,6 +8,9 @@ public sealed class RmsNorm(float[] weight, float eps)
 {
     public int Size => weight.Length;
 
+    /// <summary>Bytes of the float32 weight, read once per call.</summary>
+    public long WeightBytes => weight.Length * (long)sizeof(float);
+
     public static RmsNorm Load(ModelWeights weights, string name, int size, float eps) =>
         new(weights.Take(name + ".weight", size).ToFloatArray(), eps);
 

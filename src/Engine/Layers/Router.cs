@@ -25,6 +25,9 @@ public sealed class Router
 
     public int TopK => _topK;
 
+    /// <summary>Bytes of the gate matrix.</summary>
+    public long WeightBytes => _gate.WeightBytes;
+
     /// <summary>Fills <paramref name="experts"/> and <paramref name="weights"/> (length k), largest weight first.</summary>
     public void Route(ReadOnlySpan<float> subToken, Span<int> experts, Span<float> weights)
     {

@@ -1,0 +1,123 @@
+using BenchmarkDotNet.Attributes;
+using BitMoe.Kernels;
+
+namespace BitMoe.Bench;
+
+/// <summary>Random ternary matrices in the kernels' packed layout and random int8 activations.</summary>
+internal static class Data
+{
+    public static byte[] PackedTernary(int rows, int cols, int seed)
+    {
+        var rng = new Random(seed);
+        int stride = TernaryGemv.RowStride(cols);
+        var packed = new byte[(long)rows * stride];
+        var row = new sbyte[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < cols; i++) row[i] = (sbyte)(rng.Next(3) - 1);
+            TernaryGemv.PackRow(row, packed.AsSpan(r * stride, stride));
+        }
+        return packed;
+    }
+
+    public static sbyte[] Int8(int count, int seed)
+    {
+        var rng = new Random(seed);
+        var x = new sbyte[count];
+        for (int i = 0; i < x.Length; i++) x[i] = (sbyte)rng.Next(-127, 128);
+        return x;
+    }
+}
+
+/// <summary>One packed ternary matrix x one int8 vector (decode), single thread, on every ISA this CPU runs.</summary>
+public class TernaryGemvBenchmarks : IWeightBytes
+{
+    [ParamsSource(nameof(Isas))] public KernelIsa Isa;
+    [ParamsSource(nameof(ShapeList))] public MatrixShape Shape = Shapes.Small[0];
+
+    public static IEnumerable<KernelIsa> Isas => BitMoe.Kernels.Isa.Supported;
+    public static IEnumerable<MatrixShape> ShapeList => Shapes.Ternary;
+
+    private byte[] _w = [];
+    private TernaryActivations _x = new();
+    private int[] _y = [];
+
+    public long WeightBytes => (long)TernaryGemv.RowStride(Shape.Cols) * Shape.Rows;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _w = Data.PackedTernary(Shape.Rows, Shape.Cols, 1);
+        _x = new TernaryActivations(Data.Int8(Shape.Cols, 2), Shape.Cols);
+        _y = new int[Shape.Rows];
+    }
+
+    [Benchmark]
+    public void Gemv() => TernaryGemv.Compute(Isa, _w, Shape.Cols, _x, _y, 0, Shape.Rows);
+}
+
+/// <summary>One packed ternary matrix x a batch of int8 vectors (prompt processing), single thread.</summary>
+public class TernaryGemmBenchmarks : IWeightBytes
+{
+    [ParamsSource(nameof(Isas))] public KernelIsa Isa;
+    [ParamsSource(nameof(ShapeList))] public MatrixShape Shape = Shapes.BitNetLarge[0];
+    [Params(8, 64)] public int Batch = 8;
+
+    public static IEnumerable<KernelIsa> Isas => BitMoe.Kernels.Isa.Supported;
+    public static IEnumerable<MatrixShape> ShapeList => [.. Shapes.BitNetLarge, Shapes.MixtralSmall[0], Shapes.Small[0]];
+
+    private byte[] _w = [];
+    private TernaryActivations _x = new();
+    private int[] _y = [];
+
+    /// <summary>The weights are read once per call whatever the batch (per token: divide by Batch).</summary>
+    public long WeightBytes => (long)TernaryGemv.RowStride(Shape.Cols) * Shape.Rows;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _w = Data.PackedTernary(Shape.Rows, Shape.Cols, 1);
+        _x = new TernaryActivations(Data.Int8(Shape.Cols * Batch, 2), Shape.Cols, Batch);
+        _y = new int[Shape.Rows * Batch];
+    }
+
+    [Benchmark]
+    public void Gemm() => TernaryGemm.Compute(Isa, _w, Shape.Rows, Shape.Cols, _x, _y, 0, Shape.Rows);
+}
+
+/// <summary>Float weights (F16 / F32, as lm_head and unquantized layers hold them) x one float vector, single thread.</summary>
+public unsafe class FloatGemvBenchmarks : IWeightBytes, IDisposable
+{
+    [Params(DType.F16, DType.F32)] public DType Type;
+    [ParamsSource(nameof(ShapeList))] public MatrixShape Shape = Shapes.MixtralSmall[0];
+
+    public static IEnumerable<MatrixShape> ShapeList => Shapes.Float;
+
+    private void* _w;
+    private float[] _x = [], _y = [];
+
+    public long WeightBytes => (long)Shape.Rows * Shape.Cols * (Type == DType.F32 ? 4 : 2);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rng = new Random(3);
+        long n = (long)Shape.Rows * Shape.Cols;
+        _w = System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)WeightBytes, 64);
+        if (Type == DType.F32) for (long i = 0; i < n; i++) ((float*)_w)[i] = rng.NextSingle() - 0.5f;
+        else for (long i = 0; i < n; i++) ((Half*)_w)[i] = (Half)(rng.NextSingle() - 0.5f);
+        _x = new float[Shape.Cols];
+        for (int i = 0; i < _x.Length; i++) _x[i] = rng.NextSingle() - 0.5f;
+        _y = new float[Shape.Rows];
+    }
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        if (_w != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_w);
+        _w = null;
+    }
+
+    [Benchmark]
+    public void Gemv() => FloatGemv.Compute(_w, Type, Shape.Rows, Shape.Cols, _x, _y);
+}

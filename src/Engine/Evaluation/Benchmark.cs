@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using BitMoe.Engine.Layers;
+using BitMoe.Engine.Sampling;
+
+namespace BitMoe.Engine.Evaluation;
+
+/// <summary>Timings of one test (pp or tg) over its repetitions.</summary>
+/// <param name="Name">llama-bench's name: pp512, tg128.</param>
+/// <param name="Tokens">Tokens evaluated per repetition.</param>
+/// <param name="Seconds">Wall time of each repetition.</param>
+public sealed record SpeedSample(string Name, int Tokens, IReadOnlyList<double> Seconds)
+{
+    public IReadOnlyList<double> TokensPerSecond => Seconds.Select(s => Tokens / Math.Max(s, 1e-12)).ToList();
+
+    public double Mean => TokensPerSecond.Average();
+
+    /// <summary>Sample standard deviation of tokens/s (0 for one repetition), as llama-bench reports it.</summary>
+    public double StdDev
+    {
+        get
+        {
+            var v = TokensPerSecond;
+            if (v.Count < 2) return 0;
+            double mean = v.Average();
+            return Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Count - 1));
+        }
+    }
+}
+
+/// <summary>
+/// What decoding one token reads, measured on a greedy decode from an empty cache: the weights every token
+/// reads, plus the routed experts the router actually picked (an expert picked by several sub-tokens of the
+/// same token is read once from memory and counted once), plus, apart, the KV cache attention reads.
+/// </summary>
+/// <param name="FixedBytes">Weights read whatever the routing (<see cref="Transformer.FixedWeightBytesPerToken"/>).</param>
+/// <param name="ExpertBytes">Routed-expert weights per token, averaged over the decode.</param>
+/// <param name="ExpertCallsPerToken">Expert evaluations per token, all MoE layers together (ExpertHits: h * k per MoE layer).</param>
+/// <param name="DistinctExpertsPerToken">Distinct experts per token, all MoE layers together.</param>
+/// <param name="KvCacheBytes">Keys and values attention reads per token, averaged over the decode (float32; not weights).</param>
+/// <param name="MoeLayers">MoE layers in the model.</param>
+public sealed record DecodeTraffic(long FixedBytes, double ExpertBytes, double ExpertCallsPerToken, double DistinctExpertsPerToken,
+    double KvCacheBytes, int MoeLayers)
+{
+    /// <summary>Bytes of weights read per decoded token: the roofline's denominator.</summary>
+    public double WeightBytes => FixedBytes + ExpertBytes;
+
+    /// <summary>The decode speed memory bandwidth allows: bandwidth / bytes per token.</summary>
+    public double BoundTokensPerSecond(double bandwidthGBps) => bandwidthGBps * 1e9 / WeightBytes;
+}
+
+/// <summary>
+/// llama-bench's two tests on a loaded model: <c>pp</c> (evaluate a prompt of random tokens from an empty cache)
+/// and <c>tg</c> (decode tokens one at a time from an empty cache, greedy: the next token is the argmax, no
+/// sampling cost). Each test runs once to warm up (JIT, caches, page faults; repeated while shorter than
+/// <see cref="WarmupSeconds"/>), then the timed repetitions.
+/// </summary>
+public static class Benchmark
+{
+    /// <summary>The benchmark prompt: <paramref name="count"/> token ids drawn uniformly from the vocabulary, the same for every run.</summary>
+    public static int[] PromptTokens(int count, int vocabSize, ulong seed = 1234)
+    {
+        var rng = new Rng(seed);
+        var tokens = new int[count];
+        for (int i = 0; i < count; i++) tokens[i] = (int)(rng.NextUInt64() % (ulong)vocabSize);
+        return tokens;
+    }
+
+    /// <summary>
+    /// Prompt processing: evaluates <paramref name="tokens"/> at the next positions of the cache. The one place the
+    /// pp test evaluates tokens: when the Transformer has a batch path, this becomes a single batched call.
+    /// </summary>
+    public static void EvaluatePrompt(Transformer t, ReadOnlySpan<int> tokens)
+    {
+        foreach (int token in tokens) t.Forward(token);
+    }
+
+    /// <summary>
+    /// Greedy decode: evaluates <paramref name="first"/>, then <paramref name="count"/> - 1 more tokens, each the
+    /// argmax of the previous logits. <paramref name="afterToken"/> runs after every evaluated token.
+    /// </summary>
+    public static void Decode(Transformer t, int first, int count, Action? afterToken = null)
+    {
+        int token = first;
+        for (int i = 0; i < count; i++)
+        {
+            var logits = t.Forward(token);
+            afterToken?.Invoke();
+            token = TensorPrimitives.IndexOfMax(logits);
+        }
+    }
+
+    /// <summary>Seconds to evaluate the prompt from an empty cache.</summary>
+    public static double TimePrompt(Transformer t, int[] tokens)
+    {
+        t.Cache.Clear();
+        long t0 = Stopwatch.GetTimestamp();
+        EvaluatePrompt(t, tokens);
+        return Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>Seconds to decode <paramref name="count"/> tokens from an empty cache.</summary>
+    public static double TimeDecode(Transformer t, int first, int count)
+    {
+        t.Cache.Clear();
+        long t0 = Stopwatch.GetTimestamp();
+        Decode(t, first, count);
+        return Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
+    /// <summary>
+    /// Decodes <paramref name="count"/> tokens from an empty cache (untimed) and counts the bytes each reads: the
+    /// fixed weights, the experts each MoE layer's router picked for that token (from the ExpertHits counters,
+    /// read after every token), and the KV cache. The decode is deterministic, so a timed decode from the same
+    /// token reads exactly this.
+    /// </summary>
+    public static DecodeTraffic MeasureTraffic(Transformer t, int first, int count)
+    {
+        var moes = t.Layers.Select(l => l.Moe).OfType<MhMoeLayer>().ToArray();
+        var before = moes.Select(m => (long[])m.ExpertHits.Clone()).ToArray();
+        double expertBytes = 0, calls = 0, distinct = 0;
+        int tokens = 0;
+        t.Cache.Clear();
+        Decode(t, first, count, () =>
+        {
+            tokens++;
+            for (int m = 0; m < moes.Length; m++)
+            {
+                var hits = moes[m].ExpertHits;
+                for (int e = 0; e < hits.Length; e++)
+                {
+                    long d = hits[e] - before[m][e];
+                    if (d == 0) continue;
+                    calls += d;
+                    distinct++;
+                    expertBytes += moes[m].ExpertWeightBytes(e);
+                    before[m][e] = hits[e];
+                }
+            }
+        });
+        var c = t.Config;
+        // At position p attention reads p + 1 keys and values of kv_dim floats in every layer; averaged over p = 0..count-1.
+        double kv = 2.0 * c.NumLayers * c.KvDim * sizeof(float) * (count + 1) / 2.0;
+        tokens = Math.Max(tokens, 1);
+        return new DecodeTraffic(t.FixedWeightBytesPerToken, expertBytes / tokens, calls / tokens, distinct / tokens, kv, moes.Length);
+    }
+
+    /// <summary>
+    /// Least seconds of warm-up before a test is timed: the warm-up run repeats until this much time has passed,
+    /// so that the JIT has replaced the first, unoptimized code of the hot methods (tiered compilation promotes a
+    /// method after 30 calls and a 100 ms quiet period) on small models whose single run is short.
+    /// </summary>
+    public static double WarmupSeconds { get; set; } = 0.5;
+
+    /// <summary>pp: warm-up (at least one run), then <paramref name="repetitions"/> timed evaluations of <paramref name="tokens"/>.</summary>
+    public static SpeedSample RunPrompt(Transformer t, int[] tokens, int repetitions)
+    {
+        double warm = 0;
+        do warm += TimePrompt(t, tokens); while (warm < WarmupSeconds);
+        var seconds = new List<double>();
+        for (int r = 0; r < repetitions; r++) seconds.Add(TimePrompt(t, tokens));
+        t.Cache.Clear();
+        return new SpeedSample($"pp{tokens.Length}", tokens.Length, seconds);
+    }
+
+    /// <summary>tg: warm-up (a first decode that also measures the traffic, repeated for <see cref="WarmupSeconds"/>), then <paramref name="repetitions"/> timed decodes.</summary>
+    public static (SpeedSample Speed, DecodeTraffic Traffic) RunDecode(Transformer t, int first, int count, int repetitions)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        var traffic = MeasureTraffic(t, first, count);
+        double warm = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        while (warm < WarmupSeconds) warm += TimeDecode(t, first, count);
+        var seconds = new List<double>();
+        for (int r = 0; r < repetitions; r++) seconds.Add(TimeDecode(t, first, count));
+        t.Cache.Clear();
+        return (new SpeedSample($"tg{count}", count, seconds), traffic);
+    }
+}
