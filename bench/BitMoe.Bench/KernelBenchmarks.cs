@@ -6,6 +6,19 @@ namespace BitMoe.Bench;
 /// <summary>Random ternary matrices in the kernels' packed layout and random int8 activations.</summary>
 internal static class Data
 {
+    /// <summary>
+    /// The ISAs to run: every one this CPU supports, or the comma list in BITMOE_BENCH_ISAS (e.g. "avxvnni,avx2")
+    /// for a shorter run (BenchmarkDotNet's --filter selects methods, not parameter values).
+    /// </summary>
+    public static IEnumerable<KernelIsa> Isas()
+    {
+        var only = Environment.GetEnvironmentVariable("BITMOE_BENCH_ISAS");
+        if (string.IsNullOrWhiteSpace(only)) return Isa.Supported;
+        var wanted = only.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(n => Enum.Parse<KernelIsa>(n, ignoreCase: true)).ToHashSet();
+        return Isa.Supported.Where(wanted.Contains);
+    }
+
     public static byte[] PackedTernary(int rows, int cols, int seed)
     {
         var rng = new Random(seed);
@@ -35,7 +48,7 @@ public class TernaryGemvBenchmarks : IWeightBytes
     [ParamsSource(nameof(Isas))] public KernelIsa Isa;
     [ParamsSource(nameof(ShapeList))] public MatrixShape Shape = Shapes.Small[0];
 
-    public static IEnumerable<KernelIsa> Isas => BitMoe.Kernels.Isa.Supported;
+    public static IEnumerable<KernelIsa> Isas => Data.Isas();
     public static IEnumerable<MatrixShape> ShapeList => Shapes.Ternary;
 
     private byte[] _w = [];
@@ -63,7 +76,7 @@ public class TernaryGemmBenchmarks : IWeightBytes
     [ParamsSource(nameof(ShapeList))] public MatrixShape Shape = Shapes.BitNetLarge[0];
     [Params(8, 64)] public int Batch = 8;
 
-    public static IEnumerable<KernelIsa> Isas => BitMoe.Kernels.Isa.Supported;
+    public static IEnumerable<KernelIsa> Isas => Data.Isas();
     public static IEnumerable<MatrixShape> ShapeList => [.. Shapes.BitNetLarge, Shapes.MixtralSmall[0], Shapes.Small[0]];
 
     private byte[] _w = [];
@@ -120,4 +133,39 @@ public unsafe class FloatGemvBenchmarks : IWeightBytes, IDisposable
 
     [Benchmark]
     public void Gemv() => FloatGemv.Compute(_w, Type, Shape.Rows, Shape.Cols, _x, _y);
+}
+
+/// <summary>
+/// The ternary GEMV on a matrix far larger than the L3 (1 GiB of packed weights, 1536 columns), single thread:
+/// the kernel reading from DRAM, as decoding a large model does, to compare with the cache-resident shapes
+/// above and with the memory read bandwidth.
+/// </summary>
+public class TernaryGemvDramBenchmarks : IWeightBytes
+{
+    public const int Cols = 1536;
+    public static readonly int Rows = (int)((1L << 30) / TernaryGemv.RowStride(Cols));
+
+    [ParamsSource(nameof(Isas))] public KernelIsa Isa;
+    public static IEnumerable<KernelIsa> Isas => Data.Isas().Where(i => i != KernelIsa.Scalar);
+
+    private byte[] _w = [];
+    private TernaryActivations _x = new();
+    private int[] _y = [];
+
+    public long WeightBytes => (long)TernaryGemv.RowStride(Cols) * Rows;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        // Timing does not depend on the values: repeat one random 1 MiB block of valid codes.
+        var block = Data.PackedTernary((1 << 20) / TernaryGemv.RowStride(Cols), Cols, 1);
+        _w = GC.AllocateUninitializedArray<byte>((int)WeightBytes);
+        for (long o = 0; o < _w.LongLength; o += block.Length)
+            block.AsSpan(0, (int)Math.Min(block.Length, _w.LongLength - o)).CopyTo(_w.AsSpan((int)o));
+        _x = new TernaryActivations(Data.Int8(Cols, 2), Cols);
+        _y = new int[Rows];
+    }
+
+    [Benchmark]
+    public void GemvFromMemory() => TernaryGemv.Compute(Isa, _w, Cols, _x, _y, 0, Rows);
 }
