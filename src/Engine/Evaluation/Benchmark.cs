@@ -68,12 +68,9 @@ public static class Benchmark
 
     /// <summary>
     /// Prompt processing: evaluates <paramref name="tokens"/> at the next positions of the cache. The one place the
-    /// pp test evaluates tokens: when the Transformer has a batch path, this becomes a single batched call.
+    /// pp test evaluates tokens: one batched call (matrix-matrix, each expert once per batch), as llama-bench does.
     /// </summary>
-    public static void EvaluatePrompt(Transformer t, ReadOnlySpan<int> tokens)
-    {
-        foreach (int token in tokens) t.Forward(token);
-    }
+    public static void EvaluatePrompt(Transformer t, ReadOnlySpan<int> tokens) => t.ForwardBatch(tokens);
 
     /// <summary>
     /// Greedy decode: evaluates <paramref name="first"/>, then <paramref name="count"/> - 1 more tokens, each the
