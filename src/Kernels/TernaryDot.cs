@@ -14,20 +14,20 @@ public static class TernaryDot
     public const int Tq2BlockBytes = 66; // qs[64], fp16 d
     public const int Tq1BlockBytes = 54; // qs[48], qh[4], fp16 d
 
-    /// <summary>Bytes of one tq2_0 row: 66 per full block, then ceil(tail/4) code bytes + 2 for the tail's fp16 d.</summary>
+    /// <summary>Bytes of one tq2_0 row: 66 per full block, then ceil(tail/4) code bytes for the tail (which has no fp16 d).</summary>
     public static int Tq2RowBytes(int cols)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         int tail = cols % BlockSize;
-        return cols / BlockSize * Tq2BlockBytes + (tail == 0 ? 0 : Tq2TailGroups(tail) + 2);
+        return cols / BlockSize * Tq2BlockBytes + (tail == 0 ? 0 : Tq2TailGroups(tail));
     }
 
-    /// <summary>Bytes of one tq1_0 row: 54 per full block, then ceil(tail/5) code bytes + 2 for the tail's fp16 d.</summary>
+    /// <summary>Bytes of one tq1_0 row: 54 per full block, then ceil(tail/5) code bytes for the tail (which has no fp16 d).</summary>
     public static int Tq1RowBytes(int cols)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         int tail = cols % BlockSize;
-        return cols / BlockSize * Tq1BlockBytes + (tail == 0 ? 0 : Tq1TailGroups(tail) + 2);
+        return cols / BlockSize * Tq1BlockBytes + (tail == 0 ? 0 : Tq1TailGroups(tail));
     }
 
     /// <summary>Code bytes of a tq2 tail of <paramref name="tail"/> weights: byte j holds tail weights j + n*g, n = 0..3.</summary>

@@ -12,7 +12,8 @@ namespace BitMoe.Quant;
 /// qh[j] holds weights 240 + j + 4n (n = 0..3) as its top four trits, the fifth trit 0.
 /// Rows whose length is not a multiple of 256 end in a short tail block (BitMoe's extension, see
 /// docs/ternary-layouts.md): g = ceil(t/5) bytes, byte j holding tail weights j + n*g (n = 0..4, positions
-/// past the row hold the zero code 1) in the same base-3 encoding, then the tail's fp16 d.
+/// past the row hold the zero code 1) in the same base-3 encoding, and no fp16 d: only llama.cpp reads block scales,
+/// and it never sees a tail (rows that have one only occur in mhmoe files); BitMoe uses the float32 tensor scale.
 /// Each row is padded on its own: row r starts at r * RowBytes(cols).
 /// </summary>
 public static class Tq1Layout
@@ -51,7 +52,6 @@ public static class Tq1Layout
             int g = TernaryDot.Tq1TailGroups(tail);
             for (int j = 0; j < g; j++)
                 dst[off + j] = Encode(w, j, g, 5);
-            TernaryPacking.WriteScale(dst.Slice(off + g, 2), w, d);
         }
     }
 
@@ -106,15 +106,15 @@ public static class Tq1Layout
         }
     }
 
-    /// <summary>Number of blocks in a row: full 256-blocks plus one tail block when cols % 256 != 0.</summary>
-    public static int BlockCount(int cols) => (cols + BlockSize - 1) / BlockSize;
+    /// <summary>Number of blocks with an fp16 scale in a row: the full 256-blocks (a tail block has none).</summary>
+    public static int BlockCount(int cols) => cols / BlockSize;
 
     /// <summary>The fp16 scale d of block <paramref name="block"/> of a packed row.</summary>
     public static Half BlockScale(ReadOnlySpan<byte> src, int cols, int block)
     {
         if ((uint)block >= (uint)BlockCount(cols)) throw new ArgumentOutOfRangeException(nameof(block));
         int nb = cols / BlockSize;
-        int at = block < nb ? block * BlockBytes + 52 : nb * BlockBytes + TernaryDot.Tq1TailGroups(cols - nb * BlockSize);
+        int at = block * BlockBytes + 52;
         return BinaryPrimitives.ReadHalfLittleEndian(src[at..]);
     }
 }

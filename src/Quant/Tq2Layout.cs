@@ -9,7 +9,8 @@ namespace BitMoe.Quant;
 /// m, m+32, m+64, m+96 at bits 0, 2, 4, 6 - the bytes of <c>quantize_row_tq2_0_ref</c> exactly.
 /// Rows whose length is not a multiple of 256 end in a short tail block (BitMoe's extension, see
 /// docs/ternary-layouts.md): g = ceil(t/4) code bytes, byte j holding tail weights j, j+g, j+2g, j+3g at
-/// bits 0, 2, 4, 6 (positions past the row hold the zero code 1), then the tail's fp16 d.
+/// bits 0, 2, 4, 6 (positions past the row hold the zero code 1), and no fp16 d: only llama.cpp reads block scales,
+/// and it never sees a tail (rows that have one only occur in mhmoe files); BitMoe uses the float32 tensor scale.
 /// Each row is padded on its own: row r starts at r * RowBytes(cols).
 /// </summary>
 public static class Tq2Layout
@@ -58,7 +59,6 @@ public static class Tq2Layout
                 }
                 dst[off + j] = (byte)q;
             }
-            TernaryPacking.WriteScale(dst.Slice(off + g, 2), w, d);
         }
     }
 
@@ -92,15 +92,15 @@ public static class Tq2Layout
         }
     }
 
-    /// <summary>Number of blocks in a row: full 256-blocks plus one tail block when cols % 256 != 0.</summary>
-    public static int BlockCount(int cols) => (cols + BlockSize - 1) / BlockSize;
+    /// <summary>Number of blocks with an fp16 scale in a row: the full 256-blocks (a tail block has none).</summary>
+    public static int BlockCount(int cols) => cols / BlockSize;
 
     /// <summary>The fp16 scale d of block <paramref name="block"/> of a packed row.</summary>
     public static Half BlockScale(ReadOnlySpan<byte> src, int cols, int block)
     {
         if ((uint)block >= (uint)BlockCount(cols)) throw new ArgumentOutOfRangeException(nameof(block));
         int nb = cols / BlockSize;
-        int at = block < nb ? block * BlockBytes + 64 : nb * BlockBytes + TernaryDot.Tq2TailGroups(cols - nb * BlockSize);
+        int at = block * BlockBytes + 64;
         return BinaryPrimitives.ReadHalfLittleEndian(src[at..]);
     }
 }
