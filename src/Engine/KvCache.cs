@@ -28,8 +28,10 @@ public sealed class KvCache
     /// <summary>Forgets everything: the next token is evaluated at position 0.</summary>
     public void Clear() => Length = 0;
 
-    /// <summary>Drops the oldest <paramref name="count"/> positions is not possible with absolute RoPE keys;
-    /// shrinking from the end (undoing tokens) is.</summary>
+    /// <summary>
+    /// Keeps the first <paramref name="length"/> positions (undoes the latest tokens). Dropping the oldest
+    /// positions instead is not possible: the cached keys carry their absolute rotary positions.
+    /// </summary>
     public void Truncate(int length)
     {
         if (length < 0 || length > Length) throw new ArgumentOutOfRangeException(nameof(length));

@@ -86,7 +86,7 @@ public static unsafe class Quantizer
             }
             else
             {
-                var (typeId, _) = FloatStorage(first, parts[0].FloatType, options.Type);
+                uint typeId = FloatStorage(first, parts[0].FloatType, options.Type);
                 writer.AddTensor(stored.Name, dims, typeId, s => WriteFloat(s, parts, typeId, stored.RowOrder));
             }
         }
@@ -183,18 +183,18 @@ public static unsafe class Quantizer
         return order;
     }
 
-    private static (uint TypeId, int Size) FloatStorage(ModelTensor t, DType source, OutputType type)
+    private static uint FloatStorage(ModelTensor t, DType source, OutputType type)
     {
         // Norms and biases stay float32 (llama.cpp expects F32 norms); with --type f16 the matrices
         // become F16; otherwise the unquantized matrices keep the checkpoint's own float type, so the
         // packed file computes exactly what the engine computes on the checkpoint.
-        if (t.Role is TensorRole.Norm or TensorRole.Bias) return ((uint)GgmlType.F32, 4);
-        if (type == OutputType.F16) return ((uint)GgmlType.F16, 2);
+        if (t.Role is TensorRole.Norm or TensorRole.Bias) return (uint)GgmlType.F32;
+        if (type == OutputType.F16) return (uint)GgmlType.F16;
         return source switch
         {
-            DType.F32 => ((uint)GgmlType.F32, 4),
-            DType.F16 => ((uint)GgmlType.F16, 2),
-            _ => ((uint)GgmlType.BF16, 2),
+            DType.F32 => (uint)GgmlType.F32,
+            DType.F16 => (uint)GgmlType.F16,
+            _ => (uint)GgmlType.BF16,
         };
     }
 
