@@ -17,7 +17,7 @@ public sealed class LoadedModel(Transformer transformer, TextTokenizer tokenizer
 
     /// <summary>End-of-sequence token: config's eos_token_id, else the tokenizer's &lt;|endoftext|&gt; or &lt;/s&gt;.</summary>
     public int? EosId => Config.EosTokenId
-        ?? Tokenizer.TokenId("<|endoftext|>") ?? Tokenizer.TokenId("</s>") ?? Tokenizer.TokenId("<|end_of_text|>");
+        ?? Tokenizer.EndOfTextId;
 
     public void Dispose() => Transformer.Dispose();
 }

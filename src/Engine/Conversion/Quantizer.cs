@@ -60,7 +60,7 @@ public static unsafe class Quantizer
         GgufModelMetadata.WriteConfig(writer, config, arch);
         writer.Add("general.file_type", GgufValue.UInt32(options.Type switch { OutputType.Tq1 => 36u, OutputType.Tq2 => 37u, _ => 1u }));
         writer.Add("general.quantized_by", GgufValue.String("bitmoe quantize"));
-        GgufModelMetadata.WriteTokenizer(writer, tokenizer.Data, config.VocabSize, config.EosTokenId ?? EosOf(tokenizer));
+        GgufModelMetadata.WriteTokenizer(writer, tokenizer.Data, config.VocabSize, config.EosTokenId ?? tokenizer.EndOfTextId);
         if (scales.Count > 0)
         {
             writer.Add(GgufModelMetadata.ScaleNamesKey, GgufValue.Array(scales.Keys.ToArray()));
@@ -93,8 +93,6 @@ public static unsafe class Quantizer
         writer.Write(outputPath, progress);
         return new QuantizeSummary(arch, plan.Count, parameters, ternaryWeights, ternaryBytes, new FileInfo(outputPath).Length, clock.Elapsed.TotalSeconds);
     }
-
-    private static int? EosOf(TextTokenizer t) => t.TokenId("<|endoftext|>") ?? t.TokenId("</s>") ?? t.TokenId("<|end_of_text|>");
 
     public static string TypeName(OutputType t) => t switch { OutputType.Tq2 => "tq2_0", OutputType.Tq1 => "tq1_0", _ => "f16" };
 

@@ -157,6 +157,9 @@ public sealed class TextTokenizer
     public int? TokenId(string token) =>
         _special.TryGetValue(token, out int id) ? id : _bpe.Vocabulary.TryGetValue(token, out id) ? id : null;
 
+    /// <summary>The end-of-text token by its usual names (&lt;|endoftext|&gt;, &lt;/s&gt;, &lt;|end_of_text|&gt;), when the vocabulary has one.</summary>
+    public int? EndOfTextId => TokenId("<|endoftext|>") ?? TokenId("</s>") ?? TokenId("<|end_of_text|>");
+
     public string Decode(IEnumerable<int> ids)
     {
         var bytes = new List<byte>();
