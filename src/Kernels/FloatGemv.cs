@@ -5,8 +5,8 @@ namespace BitMoe.Kernels;
 
 /// <summary>
 /// y[r] = dot(W[r, :], x) for row-major F32 / F16 / BF16 weights that live in a memory map.
-/// Half rows are widened into a per-thread scratch row and handed to TensorPrimitives.Dot, so the
-/// file is never copied as a whole.
+/// F32 rows go to TensorPrimitives.Dot; F16/BF16 rows to <see cref="FloatDot"/>, which widens them in registers,
+/// so the file is never copied.
 /// </summary>
 public static unsafe class FloatGemv
 {
@@ -29,25 +29,15 @@ public static unsafe class FloatGemv
                     y[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>((float*)weights + (long)r * cols, cols), x);
                 break;
             case DType.F16:
-            {
-                var row = Scratch(cols);
-                for (int r = start; r < end; r++)
-                {
-                    TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)weights + (long)r * cols, cols), row);
-                    y[r] = TensorPrimitives.Dot(row, x);
-                }
+                fixed (float* px = x)
+                    for (int r = start; r < end; r++)
+                        y[r] = FloatDot.F16((Half*)weights + (long)r * cols, px, cols);
                 break;
-            }
             case DType.BF16:
-            {
-                var row = Scratch(cols);
-                for (int r = start; r < end; r++)
-                {
-                    Bf16.ToSingle(new ReadOnlySpan<ushort>((ushort*)weights + (long)r * cols, cols), row);
-                    y[r] = TensorPrimitives.Dot(row, x);
-                }
+                fixed (float* px = x)
+                    for (int r = start; r < end; r++)
+                        y[r] = FloatDot.BF16((ushort*)weights + (long)r * cols, px, cols);
                 break;
-            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(type));
         }
@@ -83,7 +73,12 @@ public static unsafe class FloatGemv
             {
                 var xt = x.Slice(t * cols, cols);
                 var yt = y.Slice(t * rows + r0, n);
-                for (int i = 0; i < n; i++) yt[i] = TensorPrimitives.Dot(w.Slice(i * cols, cols), xt);
+                if (type == DType.F32)
+                    for (int i = 0; i < n; i++) yt[i] = TensorPrimitives.Dot(w.Slice(i * cols, cols), xt);
+                else
+                    // the widened halves take FloatDot's order, which the single-vector path uses on the halves themselves
+                    fixed (float* pw = w, px = xt)
+                        for (int i = 0; i < n; i++) yt[i] = FloatDot.F32(pw + (long)i * cols, px, cols);
             }
         }
     }

@@ -1,0 +1,169 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace BitMoe.Kernels;
+
+/// <summary>
+/// dot(w, x) of one weight row stored as F32, F16 or BF16 with a float32 vector, the halves widened in
+/// registers as they stream in (no scratch row): decoding reads the F16 lm_head once per token, and this
+/// is the loop that reads it.
+///
+/// One summation order for every storage type: the loop is written once over a widening loader (a struct
+/// type argument, specialised by the JIT), so <c>Dot(F16 row)</c> equals <c>Dot(the same row widened to
+/// F32)</c> bit for bit - F16/BF16 to F32 is exact - and a batched caller may widen a block of rows once and
+/// reuse it for every vector. The order: four accumulators of the widest accelerated vector over blocks of
+/// 4 vectors, the rest of whole vectors into the first, the four summed pairwise, lanes summed, then the
+/// scalar tail. It differs between vector widths (a float sum), so results depend on the machine, never on
+/// the thread count or the batch size. <see cref="Scalar"/> is the plain reference the tests compare with.
+/// </summary>
+public static unsafe class FloatDot
+{
+    public static float F32(float* w, float* x, int n) => Dot<F32Loader, float>((byte*)w, x, n);
+    public static float F16(Half* w, float* x, int n) => Dot<F16Loader, ushort>((byte*)w, x, n);
+    public static float BF16(ushort* w, float* x, int n) => Dot<BF16Loader, ushort>((byte*)w, x, n);
+
+    /// <summary>The reference: widen each element, multiply-add left to right in float32.</summary>
+    public static float Scalar(void* w, DType type, float* x, int n)
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += ToSingle(w, type, i) * x[i];
+        return s;
+    }
+
+    private static float ToSingle(void* w, DType type, int i) => type switch
+    {
+        DType.F32 => ((float*)w)[i],
+        DType.F16 => (float)((Half*)w)[i],
+        DType.BF16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)w)[i] << 16),
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Dot<TLoad, TElement>(byte* w, float* x, int n)
+        where TLoad : struct, ILoader
+        where TElement : unmanaged
+    {
+        int size = sizeof(TElement);
+        int i = 0;
+        float sum;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 64 <= n; i += 64)
+            {
+                a0 = Vector512.FusedMultiplyAdd(TLoad.Load512(w + i * size), Vector512.Load(x + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(TLoad.Load512(w + (i + 16) * size), Vector512.Load(x + i + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(TLoad.Load512(w + (i + 32) * size), Vector512.Load(x + i + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(TLoad.Load512(w + (i + 48) * size), Vector512.Load(x + i + 48), a3);
+            }
+            for (; i + 16 <= n; i += 16)
+                a0 = Vector512.FusedMultiplyAdd(TLoad.Load512(w + i * size), Vector512.Load(x + i), a0);
+            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 32 <= n; i += 32)
+            {
+                a0 = Vector256.FusedMultiplyAdd(TLoad.Load256(w + i * size), Vector256.Load(x + i), a0);
+                a1 = Vector256.FusedMultiplyAdd(TLoad.Load256(w + (i + 8) * size), Vector256.Load(x + i + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(TLoad.Load256(w + (i + 16) * size), Vector256.Load(x + i + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(TLoad.Load256(w + (i + 24) * size), Vector256.Load(x + i + 24), a3);
+            }
+            for (; i + 8 <= n; i += 8)
+                a0 = Vector256.FusedMultiplyAdd(TLoad.Load256(w + i * size), Vector256.Load(x + i), a0);
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        else if (Vector128.IsHardwareAccelerated && n >= 4)
+        {
+            Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 16 <= n; i += 16)
+            {
+                a0 = Vector128.FusedMultiplyAdd(TLoad.Load128(w + i * size), Vector128.Load(x + i), a0);
+                a1 = Vector128.FusedMultiplyAdd(TLoad.Load128(w + (i + 4) * size), Vector128.Load(x + i + 4), a1);
+                a2 = Vector128.FusedMultiplyAdd(TLoad.Load128(w + (i + 8) * size), Vector128.Load(x + i + 8), a2);
+                a3 = Vector128.FusedMultiplyAdd(TLoad.Load128(w + (i + 12) * size), Vector128.Load(x + i + 12), a3);
+            }
+            for (; i + 4 <= n; i += 4)
+                a0 = Vector128.FusedMultiplyAdd(TLoad.Load128(w + i * size), Vector128.Load(x + i), a0);
+            sum = Vector128.Sum((a0 + a1) + (a2 + a3));
+        }
+        else sum = 0;
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(TLoad.Load1(w + i * size), x[i], sum);
+        return sum;
+    }
+
+    private interface ILoader
+    {
+        static abstract Vector512<float> Load512(byte* p);
+        static abstract Vector256<float> Load256(byte* p);
+        static abstract Vector128<float> Load128(byte* p);
+        static abstract float Load1(byte* p);
+    }
+
+    private readonly struct F32Loader : ILoader
+    {
+        public static Vector512<float> Load512(byte* p) => Vector512.Load((float*)p);
+        public static Vector256<float> Load256(byte* p) => Vector256.Load((float*)p);
+        public static Vector128<float> Load128(byte* p) => Vector128.Load((float*)p);
+        public static float Load1(byte* p) => *(float*)p;
+    }
+
+    /// <summary>
+    /// IEEE half to single with integer operations (.NET has no vcvtph2ps): exponent and mantissa shifted
+    /// into place and multiplied by 2^112, which rebiases normals and turns subnormals into normals exactly;
+    /// infinities and NaNs (exponent 31) get the all-ones exponent; the sign is copied last.
+    /// </summary>
+    private readonly struct F16Loader : ILoader
+    {
+        private const uint Magic = 0x77800000; // 2^112
+        private const uint InfOrNan = 0x0F800000; // exponent 31 after the shift by 13
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load512(byte* p) => Widen(Vector512.WidenLower(Vector256.Load((ushort*)p).ToVector512Unsafe()));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load256(byte* p) => Widen(Vector256.WidenLower(Vector128.Load((ushort*)p).ToVector256Unsafe()));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> Load128(byte* p) => Widen(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16()));
+        public static float Load1(byte* p) => (float)*(Half*)p;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<float> Widen(Vector512<uint> h)
+        {
+            var em = (h << 13) & Vector512.Create(0x0FFFE000u);
+            var f = em.AsSingle() * Vector512.Create(Magic).AsSingle();
+            var bits = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(em, Vector512.Create(InfOrNan)), em | Vector512.Create(0x7F800000u), f.AsUInt32());
+            return Vector512.ConditionalSelect(Vector512.Create(0x80000000u), h << 16, bits).AsSingle();
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> Widen(Vector256<uint> h)
+        {
+            var em = (h << 13) & Vector256.Create(0x0FFFE000u);
+            var f = em.AsSingle() * Vector256.Create(Magic).AsSingle();
+            var bits = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(em, Vector256.Create(InfOrNan)), em | Vector256.Create(0x7F800000u), f.AsUInt32());
+            return Vector256.ConditionalSelect(Vector256.Create(0x80000000u), h << 16, bits).AsSingle();
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector128<float> Widen(Vector128<uint> h)
+        {
+            var em = (h << 13) & Vector128.Create(0x0FFFE000u);
+            var f = em.AsSingle() * Vector128.Create(Magic).AsSingle();
+            var bits = Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(em, Vector128.Create(InfOrNan)), em | Vector128.Create(0x7F800000u), f.AsUInt32());
+            return Vector128.ConditionalSelect(Vector128.Create(0x80000000u), h << 16, bits).AsSingle();
+        }
+    }
+
+    /// <summary>bfloat16 is the upper half of a float32: widening is a 16-bit shift.</summary>
+    private readonly struct BF16Loader : ILoader
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load512(byte* p) => (Vector512.WidenLower(Vector256.Load((ushort*)p).ToVector512Unsafe()) << 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load256(byte* p) => (Vector256.WidenLower(Vector128.Load((ushort*)p).ToVector256Unsafe()) << 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> Load128(byte* p) => (Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16()) << 16).AsSingle();
+        public static float Load1(byte* p) => BitConverter.UInt32BitsToSingle((uint)*(ushort*)p << 16);
+    }
+}
