@@ -22,6 +22,11 @@ public sealed class KvCache
         }
     }
 
+    /// <summary>Every cached key of one layer: position p at [p * KvDim, (p + 1) * KvDim).</summary>
+    public float[] Keys(int layer) => _keys[layer];
+    /// <summary>Every cached value of one layer, laid out as <see cref="Keys"/>.</summary>
+    public float[] Values(int layer) => _values[layer];
+
     public Span<float> Key(int layer, int pos) => _keys[layer].AsSpan(pos * KvDim, KvDim);
     public Span<float> Value(int layer, int pos) => _values[layer].AsSpan(pos * KvDim, KvDim);
 

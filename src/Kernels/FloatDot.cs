@@ -22,6 +22,22 @@ public static unsafe class FloatDot
     public static float F16(Half* w, float* x, int n) => Dot<F16Loader, ushort>((byte*)w, x, n);
     public static float BF16(ushort* w, float* x, int n) => Dot<BF16Loader, ushort>((byte*)w, x, n);
 
+    /// <summary>Index of the first infinite or NaN half (exponent field all ones) among <paramref name="n"/>, or -1.</summary>
+    public static long IndexOfNonFiniteF16(Half* w, long n)
+    {
+        var p = (ushort*)w;
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var mask = Vector256.Create((ushort)0x7C00);
+            for (; i + 16 <= n; i += 16)
+                if (Vector256.EqualsAny(Vector256.Load(p + i) & mask, mask)) break;
+        }
+        for (; i < n; i++)
+            if ((p[i] & 0x7C00) == 0x7C00) return i;
+        return -1;
+    }
+
     /// <summary>The reference: widen each element, multiply-add left to right in float32.</summary>
     public static float Scalar(void* w, DType type, float* x, int n)
     {
@@ -110,49 +126,36 @@ public static unsafe class FloatDot
     }
 
     /// <summary>
-    /// IEEE half to single with integer operations (.NET has no vcvtph2ps): exponent and mantissa shifted
-    /// into place and multiplied by 2^112, which rebiases normals and turns subnormals into normals exactly;
-    /// infinities and NaNs (exponent 31) get the all-ones exponent; the sign is copied last.
+    /// IEEE half to single with integer operations (.NET has no vcvtph2ps): the half sign-extended to 32 bits
+    /// and shifted left by 13 puts its exponent and mantissa where a float keeps them and copies of its sign
+    /// into bits 28-31; masking keeps bit 31, and multiplying by 2^112 rebiases the exponent (and turns
+    /// subnormals into normals) exactly, sign included. Infinities and NaNs (exponent 31) would come out as
+    /// finite values of at least 2^16: fixing them per vector halves the speed, so callers reject such rows
+    /// once, at load, with <see cref="IndexOfNonFiniteF16"/>.
     /// </summary>
     private readonly struct F16Loader : ILoader
     {
         private const uint Magic = 0x77800000; // 2^112
-        private const uint InfOrNan = 0x0F800000; // exponent 31 after the shift by 13
-
+    
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load512(byte* p) => Widen(Vector512.WidenLower(Vector256.Load((ushort*)p).ToVector512Unsafe()));
+        public static Vector512<float> Load512(byte* p) => Widen(Vector512.WidenLower(Vector256.Load((short*)p).ToVector512Unsafe()));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load256(byte* p) => Widen(Vector256.WidenLower(Vector128.Load((ushort*)p).ToVector256Unsafe()));
+        public static Vector256<float> Load256(byte* p) => Widen(Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe()));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> Load128(byte* p) => Widen(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16()));
+        public static Vector128<float> Load128(byte* p) => Widen(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsInt16()));
         public static float Load1(byte* p) => (float)*(Half*)p;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector512<float> Widen(Vector512<uint> h)
-        {
-            var em = (h << 13) & Vector512.Create(0x0FFFE000u);
-            var f = em.AsSingle() * Vector512.Create(Magic).AsSingle();
-            var bits = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(em, Vector512.Create(InfOrNan)), em | Vector512.Create(0x7F800000u), f.AsUInt32());
-            return Vector512.ConditionalSelect(Vector512.Create(0x80000000u), h << 16, bits).AsSingle();
-        }
+        private static Vector512<float> Widen(Vector512<int> h) =>
+            ((h << 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector512.Create(Magic).AsSingle();
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Widen(Vector256<uint> h)
-        {
-            var em = (h << 13) & Vector256.Create(0x0FFFE000u);
-            var f = em.AsSingle() * Vector256.Create(Magic).AsSingle();
-            var bits = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(em, Vector256.Create(InfOrNan)), em | Vector256.Create(0x7F800000u), f.AsUInt32());
-            return Vector256.ConditionalSelect(Vector256.Create(0x80000000u), h << 16, bits).AsSingle();
-        }
+        private static Vector256<float> Widen(Vector256<int> h) =>
+            ((h << 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(Magic).AsSingle();
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector128<float> Widen(Vector128<uint> h)
-        {
-            var em = (h << 13) & Vector128.Create(0x0FFFE000u);
-            var f = em.AsSingle() * Vector128.Create(Magic).AsSingle();
-            var bits = Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(em, Vector128.Create(InfOrNan)), em | Vector128.Create(0x7F800000u), f.AsUInt32());
-            return Vector128.ConditionalSelect(Vector128.Create(0x80000000u), h << 16, bits).AsSingle();
-        }
+        private static Vector128<float> Widen(Vector128<int> h) =>
+            ((h << 13) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector128.Create(Magic).AsSingle();
     }
 
     /// <summary>bfloat16 is the upper half of a float32: widening is a 16-bit shift.</summary>

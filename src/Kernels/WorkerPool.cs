@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace BitMoe.Kernels;
 
 /// <summary>Work on rows [start, end) of some matrix; the pool calls it once per share.</summary>
@@ -7,14 +9,23 @@ public delegate void RowJob(int start, int end);
 /// Persistent worker threads that split a range of rows. The caller's thread takes the first
 /// share, so a pool of one thread runs everything inline. Nothing is allocated per call: callers
 /// keep their <see cref="RowJob"/> delegate in a field.
+///
+/// Decoding one token hands out ~200 jobs of 10-100 microseconds each, so waking a thread through the
+/// kernel (tens of microseconds) would cost as much as the work. Idle workers therefore spin on a job
+/// counter for <see cref="SpinMicroseconds"/> after their last job (what llama.cpp's OpenMP threads do)
+/// and only then sleep on an event; the caller sets the event only for workers that went to sleep.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
+    /// <summary>How long an idle worker polls for the next job before it sleeps.</summary>
+    public static int SpinMicroseconds { get; set; } = 2000;
+
     private readonly Thread[] _workers;
-    private readonly ManualResetEventSlim[] _go;
-    private readonly ManualResetEventSlim _finished = new(false, spinCount: 2000);
+    private readonly ManualResetEventSlim[] _wake;
+    private readonly int[] _sleeping;
     private RowJob? _job;
     private int _count, _parts, _pending;
+    private int _generation;
     private volatile bool _stopping;
     private Exception? _failure;
 
@@ -25,11 +36,12 @@ public sealed class WorkerPool : IDisposable
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), "at least one thread");
         Threads = threads;
         _workers = new Thread[threads - 1];
-        _go = new ManualResetEventSlim[threads - 1];
+        _wake = new ManualResetEventSlim[threads - 1];
+        _sleeping = new int[threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
             int share = i + 1;
-            _go[i] = new ManualResetEventSlim(false, spinCount: 2000);
+            _wake[i] = new ManualResetEventSlim(false, spinCount: 0);
             _workers[i] = new Thread(() => WorkerLoop(share)) { IsBackground = true, Name = $"bitmoe-worker-{share}" };
             _workers[i].Start();
         }
@@ -48,46 +60,80 @@ public sealed class WorkerPool : IDisposable
             return;
         }
         _job = job; _count = count; _parts = parts; _failure = null;
-        _finished.Reset();
-        Volatile.Write(ref _pending, parts - 1);
-        for (int i = 0; i < parts - 1; i++) _go[i].Set();
-        var (start, end) = Share(0);
+        // Every worker reports back, even one without a share this time, so that none can still be
+        // reading this job's fields when the next job overwrites them.
+        Volatile.Write(ref _pending, _workers.Length);
+        // A full fence: a worker that has just announced it sleeps is either seen here or sees the new job.
+        Interlocked.Increment(ref _generation);
+        for (int i = 0; i < _workers.Length; i++)
+            if (Volatile.Read(ref _sleeping[i]) != 0) _wake[i].Set();
+        var (start, end) = Share(0, count, parts);
         job(start, end);
-        _finished.Wait();
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
         _job = null;
         if (_failure != null) throw new AggregateException(_failure);
     }
 
-    private (int Start, int End) Share(int index) =>
-        ((int)((long)_count * index / _parts), (int)((long)_count * (index + 1) / _parts));
+    private static (int Start, int End) Share(int index, int count, int parts) =>
+        ((int)((long)count * index / parts), (int)((long)count * (index + 1) / parts));
 
     private void WorkerLoop(int share)
     {
-        var go = _go[share - 1];
+        int seen = 0;
         while (true)
         {
-            go.Wait();
-            go.Reset();
+            seen = WaitForJob(share - 1, seen);
             if (_stopping) return;
-            try
+            if (share < _parts)
             {
-                var (start, end) = Share(share);
-                _job!(start, end);
+                try
+                {
+                    var (start, end) = Share(share, _count, _parts);
+                    _job!(start, end);
+                }
+                catch (Exception e)
+                {
+                    _failure = e;
+                }
             }
-            catch (Exception e)
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+
+    /// <summary>Returns the new generation once it differs from <paramref name="seen"/>: polls first, then sleeps.</summary>
+    private int WaitForJob(int worker, int seen)
+    {
+        long deadline = Stopwatch.GetTimestamp() + SpinMicroseconds * Stopwatch.Frequency / 1_000_000;
+        int polls = 0;
+        while (true)
+        {
+            int g = Volatile.Read(ref _generation);
+            if (g != seen || _stopping) return g;
+            Thread.SpinWait(8);
+            if ((++polls & 63) == 0 && Stopwatch.GetTimestamp() > deadline) break;
+        }
+        var wake = _wake[worker];
+        while (true)
+        {
+            wake.Reset();
+            Interlocked.Exchange(ref _sleeping[worker], 1); // full fence before re-reading the generation
+            int g = Volatile.Read(ref _generation);
+            if (g != seen || _stopping)
             {
-                _failure = e;
+                Volatile.Write(ref _sleeping[worker], 0);
+                return g;
             }
-            if (Interlocked.Decrement(ref _pending) == 0) _finished.Set();
+            wake.Wait();
+            Volatile.Write(ref _sleeping[worker], 0);
         }
     }
 
     public void Dispose()
     {
         _stopping = true;
-        foreach (var g in _go) g.Set();
+        for (int i = 0; i < _wake.Length; i++) _wake[i].Set();
         foreach (var w in _workers) w.Join();
-        foreach (var g in _go) g.Dispose();
-        _finished.Dispose();
+        foreach (var g in _wake) g.Dispose();
     }
 }

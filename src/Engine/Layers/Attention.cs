@@ -7,19 +7,20 @@ namespace BitMoe.Engine.Layers;
 /// Causal self-attention with rotary embeddings and grouped-query heads: query head h reads
 /// key/value head h / (heads / kv_heads). Optional BitNet attn_sub_norm before o_proj.
 /// </summary>
-public sealed class Attention
+public sealed unsafe class Attention
 {
     private readonly int _layer, _heads, _kvHeads, _headDim, _contextLength;
     private readonly BitLinear _q, _k, _v, _o;
     private readonly RmsNorm? _subNorm;
     private readonly Rope _rope;
     private readonly float _scale;
-    private readonly float[] _qBuf, _kBuf, _vBuf, _out, _scores;
+    private readonly float[] _qBuf, _kBuf, _vBuf, _out;
     private readonly WorkerPool _pool;
     private readonly BatchScratch _scratch;
     private readonly RowJob _attendHeads;
 
-    // The current batch, visible to the worker threads during ForwardBatch.
+    // The current call's queries and outputs ([count, heads * head_dim]), visible to the worker threads.
+    private float[]? _queries, _outputs;
     private int _batchPos, _batchCount;
     private KvCache? _batchCache;
 
@@ -35,7 +36,7 @@ public sealed class Attention
         if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{p}.attn_sub_norm", c.QDim, c.RmsNormEps);
         _scale = 1f / MathF.Sqrt(_headDim);
         _qBuf = new float[c.QDim]; _kBuf = new float[c.KvDim]; _vBuf = new float[c.KvDim];
-        _out = new float[c.QDim]; _scores = new float[contextLength];
+        _out = new float[c.QDim];
 
         _pool = ctx.Pool;
         _scratch = ctx.Scratch;
@@ -62,8 +63,8 @@ public sealed class Attention
         _kBuf.CopyTo(cache.Key(_layer, pos));
         _vBuf.CopyTo(cache.Value(_layer, pos));
 
-        for (int h = 0; h < _heads; h++)
-            AttendHead(h, _qBuf.AsSpan(h * _headDim, _headDim), pos, cache, _scores, _out.AsSpan(h * _headDim, _headDim));
+        _scratch.Scores.Take((long)_heads * _contextLength);
+        Attend(_qBuf, _out, 1, pos, cache);
         if (_subNorm != null) _subNorm.Forward(_out, _out);
         _o.Forward(_out, y);
     }
@@ -91,26 +92,37 @@ public sealed class Attention
             v.Slice(t * kvDim, kvDim).CopyTo(cache.Value(_layer, pos + t));
         }
 
-        // the heads are independent: threads split them, each with its own row of scores
-        _batchPos = pos; _batchCount = count; _batchCache = cache;
-        _pool.For(_heads, _attendHeads);
-        _batchCache = null;
+        Attend(_scratch.Queries.Array, _scratch.AttentionOut.Array, count, pos, cache);
 
         if (_subNorm != null) _subNorm.ForwardBatch(o, o, count);
         _o.ForwardBatch(o, y, count);
     }
 
+    /// <summary>
+    /// Tokens [pos, pos + count) attend over the cache: <paramref name="q"/> and <paramref name="o"/> are [count, heads *
+    /// head_dim]. The heads are independent: threads split them (each with its own row of scores) once the work is
+    /// worth waking them for.
+    /// </summary>
+    private void Attend(float[] q, float[] o, int count, int pos, KvCache cache)
+    {
+        _queries = q; _outputs = o; _batchPos = pos; _batchCount = count; _batchCache = cache;
+        long work = (long)count * (pos + count) * _headDim * _heads;
+        _pool.For(_heads, _attendHeads, work < MinParallelWork ? _heads : 1);
+        _queries = _outputs = null; _batchCache = null;
+    }
+
+    /// <summary>Multiply-adds below which the attention of one call stays on the calling thread (a tuning knob).</summary>
+    private const long MinParallelWork = 1 << 16;
+
     private void AttendHeads(int start, int end)
     {
         int qDim = _heads * _headDim;
-        var q = _scratch.Queries.Array;
-        var o = _scratch.AttentionOut.Array;
         for (int h = start; h < end; h++)
         {
             var scores = _scratch.Scores.Array.AsSpan(h * _contextLength, _contextLength);
             for (int t = 0; t < _batchCount; t++)
-                AttendHead(h, q.AsSpan(t * qDim + h * _headDim, _headDim), _batchPos + t, _batchCache!, scores,
-                    o.AsSpan(t * qDim + h * _headDim, _headDim));
+                AttendHead(h, _queries.AsSpan(t * qDim + h * _headDim, _headDim), _batchPos + t, _batchCache!, scores,
+                    _outputs.AsSpan(t * qDim + h * _headDim, _headDim));
         }
     }
 
@@ -119,11 +131,11 @@ public sealed class Attention
     {
         int kvOffset = h / (_heads / _kvHeads) * _headDim, n = pos + 1;
         var scores = scoreRow[..n];
-        for (int t = 0; t < n; t++)
-            scores[t] = TensorPrimitives.Dot(q, cache.Key(_layer, t).Slice(kvOffset, _headDim)) * _scale;
-        Softmax.InPlace(scores);
-        o.Clear();
-        for (int t = 0; t < n; t++)
-            TensorPrimitives.MultiplyAdd(cache.Value(_layer, t).Slice(kvOffset, _headDim), scores[t], o, o);
+        fixed (float* keys = cache.Keys(_layer), values = cache.Values(_layer), pq = q, ps = scores, po = o)
+        {
+            StridedRows.Dots(keys + kvOffset, cache.KvDim, n, pq, _headDim, _scale, ps);
+            Softmax.InPlace(scores);
+            StridedRows.WeightedSum(values + kvOffset, cache.KvDim, n, ps, _headDim, po);
+        }
     }
 }

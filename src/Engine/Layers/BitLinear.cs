@@ -98,6 +98,13 @@ public sealed unsafe class BitLinear
             };
         }
         var f = w.Float!;
+        if (f.FloatType == DType.F16)
+        {
+            // FloatDot widens halves without handling infinities and NaNs; a tensor holding one is refused here, once.
+            long bad = FloatDot.IndexOfNonFiniteF16((Half*)f.Data, (long)outF * inF);
+            if (bad >= 0)
+                throw new BitMoeException($"{f.File}: tensor '{f.Name}' holds an infinite or NaN value at row {bad / inF}, column {bad % inF}; weights must be finite");
+        }
         bool quantize = ctx.Mode != ExecutionMode.Fp && ctx.Config.IsQuantized(name);
         if (!quantize) return new BitLinear(name, outF, inF, f, null, null, 0, bias, ctx);
         var (values, scale) = Ternarizer.Quantize(f.Data, f.FloatType, outF, inF);

@@ -1,0 +1,112 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace BitMoe.Kernels;
+
+/// <summary>
+/// Products of one vector with a run of rows that sit <c>stride</c> floats apart (one head's slice of
+/// every cached key or value): the two loops of attention. Row t starts at rows + t * stride.
+/// </summary>
+public static unsafe class StridedRows
+{
+    /// <summary>y[t] = scale * dot(rows[t][0..n), x) for t &lt; count (each dot as <see cref="FloatDot.F32"/> sums it).</summary>
+    public static void Dots(float* rows, int stride, int count, float* x, int n, float scale, float* y)
+    {
+        for (int t = 0; t < count; t++) y[t] = FloatDot.F32(rows + (long)t * stride, x, n) * scale;
+    }
+
+    /// <summary>
+    /// o[i] = sum_t weights[t] * rows[t][i] for i &lt; n. Every element is one chain of fused multiply-adds in
+    /// t order, whatever the vector width, so all paths give the same bits as <see cref="WeightedSumScalar"/>.
+    /// The accumulators stay in registers across the rows (a block of up to 64 columns at a time).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void WeightedSum(float* rows, int stride, int count, float* weights, int n, float* o)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i + 64 <= n; i += 64)
+            {
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                float* r = rows + i;
+                for (int t = 0; t < count; t++, r += stride)
+                {
+                    var p = Vector512.Create(weights[t]);
+                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), p, a0);
+                    a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), p, a1);
+                    a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), p, a2);
+                    a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 48), p, a3);
+                }
+                a0.Store(o + i); a1.Store(o + i + 16); a2.Store(o + i + 32); a3.Store(o + i + 48);
+            }
+            for (; i + 16 <= n; i += 16)
+            {
+                Vector512<float> a0 = default;
+                float* r = rows + i;
+                for (int t = 0; t < count; t++, r += stride) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), Vector512.Create(weights[t]), a0);
+                a0.Store(o + i);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 32 <= n; i += 32)
+            {
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                float* r = rows + i;
+                for (int t = 0; t < count; t++, r += stride)
+                {
+                    var p = Vector256.Create(weights[t]);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(r), p, a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(r + 8), p, a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.Load(r + 16), p, a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.Load(r + 24), p, a3);
+                }
+                a0.Store(o + i); a1.Store(o + i + 8); a2.Store(o + i + 16); a3.Store(o + i + 24);
+            }
+            for (; i + 8 <= n; i += 8)
+            {
+                Vector256<float> a0 = default;
+                float* r = rows + i;
+                for (int t = 0; t < count; t++, r += stride) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(r), Vector256.Create(weights[t]), a0);
+                a0.Store(o + i);
+            }
+        }
+        if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                float* r = rows + i;
+                for (int t = 0; t < count; t++, r += stride)
+                {
+                    var p = Vector128.Create(weights[t]);
+                    a0 = Vector128.FusedMultiplyAdd(Vector128.Load(r), p, a0);
+                    a1 = Vector128.FusedMultiplyAdd(Vector128.Load(r + 4), p, a1);
+                    a2 = Vector128.FusedMultiplyAdd(Vector128.Load(r + 8), p, a2);
+                    a3 = Vector128.FusedMultiplyAdd(Vector128.Load(r + 12), p, a3);
+                }
+                a0.Store(o + i); a1.Store(o + i + 4); a2.Store(o + i + 8); a3.Store(o + i + 12);
+            }
+            for (; i + 4 <= n; i += 4)
+            {
+                Vector128<float> a0 = default;
+                float* r = rows + i;
+                for (int t = 0; t < count; t++, r += stride) a0 = Vector128.FusedMultiplyAdd(Vector128.Load(r), Vector128.Create(weights[t]), a0);
+                a0.Store(o + i);
+            }
+        }
+        WeightedSumScalar(rows, stride, count, weights, o, i, n);
+    }
+
+    /// <summary>The reference for columns [from, n): one fused multiply-add chain per element, rows in order.</summary>
+    public static void WeightedSumScalar(float* rows, int stride, int count, float* weights, float* o, int from, int n)
+    {
+        for (int i = from; i < n; i++)
+        {
+            float s = 0;
+            for (int t = 0; t < count; t++) s = MathF.FusedMultiplyAdd(rows[(long)t * stride + i], weights[t], s);
+            o[i] = s;
+        }
+    }
+}
