@@ -17,6 +17,7 @@ public sealed unsafe class Transformer : IDisposable
 {
     private readonly ModelWeights _weights;
     private readonly WorkerPool _pool;
+    private readonly HugePageArena _arena = new();
     private readonly TensorView _embedding;
     private readonly DecoderLayer[] _layers;
     private readonly RmsNorm _finalNorm;
@@ -55,7 +56,7 @@ public sealed unsafe class Transformer : IDisposable
         _scratch = new BatchScratch(batch, c.AnyMoe ? batch * c.MoeNumHeads : batch);
         _scratch.Hidden.Reserve((long)batch * c.HiddenSize);
         _scratch.Normed.Reserve((long)batch * c.HiddenSize);
-        var ctx = new LayerContext(weights, config, mode, _pool, _scratch);
+        var ctx = new LayerContext(weights, config, mode, _pool, _scratch, _arena);
         _embedding = weights.Take("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
         var rope = new Rope(c.HeadDim, c.RopeTheta, contextLength);
         _layers = new DecoderLayer[c.NumLayers];
@@ -69,6 +70,7 @@ public sealed unsafe class Transformer : IDisposable
         _x = new float[c.HiddenSize]; _normed = new float[c.HiddenSize]; _logits = new float[c.VocabSize];
     }
 
+    public static long ProbeLayers, ProbeHead;
     /// <summary>Evaluates <paramref name="token"/> at the next free position of the cache and returns the logits.</summary>
     public ReadOnlySpan<float> Forward(int token)
     {
@@ -77,9 +79,13 @@ public sealed unsafe class Transformer : IDisposable
         if ((uint)token >= (uint)Config.VocabSize) throw new BitMoeException($"token id {token} is outside the vocabulary [0, {Config.VocabSize})");
 
         FloatGemv.ToSingle(_embedding.Data, _embedding.FloatType, (long)token * Config.HiddenSize, _x);
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var layer in _layers) layer.Forward(_x, pos, Cache);
+        long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
         _finalNorm.Forward(_x, _normed);
         _lmHead.Forward(_normed, _logits);
+        long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+        ProbeLayers += t1 - t0; ProbeHead += t2 - t1;
 
         Cache.Length = pos + 1;
         TokensEvaluated++;
@@ -159,5 +165,6 @@ public sealed unsafe class Transformer : IDisposable
     {
         _pool.Dispose();
         _weights.Dispose();
+        _arena.Dispose();
     }
 }

@@ -99,6 +99,31 @@ public static unsafe class StridedRows
         WeightedSumScalar(rows, stride, count, weights, o, i, n);
     }
 
+    /// <summary>
+    /// o[i] = fma(row[i], weight, o[i]) for i &lt; n: one step of <see cref="WeightedSum"/>'s chains, for callers that
+    /// walk the rows in the outer loop (calling this for rows 0, 1, ... on a zeroed o gives the same bits).
+    /// </summary>
+    public static void AddScaled(float* row, float weight, float* o, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var p = Vector512.Create(weight);
+            for (; i + 16 <= n; i += 16) Vector512.FusedMultiplyAdd(Vector512.Load(row + i), p, Vector512.Load(o + i)).Store(o + i);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var p = Vector256.Create(weight);
+            for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(Vector256.Load(row + i), p, Vector256.Load(o + i)).Store(o + i);
+        }
+        if (Vector128.IsHardwareAccelerated)
+        {
+            var p = Vector128.Create(weight);
+            for (; i + 4 <= n; i += 4) Vector128.FusedMultiplyAdd(Vector128.Load(row + i), p, Vector128.Load(o + i)).Store(o + i);
+        }
+        for (; i < n; i++) o[i] = MathF.FusedMultiplyAdd(row[i], weight, o[i]);
+    }
+
     /// <summary>The reference for columns [from, n): one fused multiply-add chain per element, rows in order.</summary>
     public static void WeightedSumScalar(float* rows, int stride, int count, float* weights, float* o, int from, int n)
     {

@@ -12,11 +12,18 @@ public static class TqRepack
     /// <summary>From one sbyte per weight ([rows, cols] row-major, values in {-1, 0, 1}).</summary>
     public static byte[] FromTernary(ReadOnlySpan<sbyte> w, int rows, int cols)
     {
+        var dst = new byte[(long)rows * TernaryGemv.RowStride(cols)];
+        FromTernary(w, rows, cols, dst);
+        return dst;
+    }
+
+    /// <summary>The same into <paramref name="dst"/> (rows * <see cref="TernaryGemv.RowStride"/>(cols) bytes).</summary>
+    public static void FromTernary(ReadOnlySpan<sbyte> w, int rows, int cols, Span<byte> dst)
+    {
         CheckShape(w.Length, rows, cols, cols, "ternary values");
         int stride = TernaryGemv.RowStride(cols);
-        var dst = new byte[(long)rows * stride];
-        for (int r = 0; r < rows; r++) TernaryGemv.PackRow(w.Slice(r * cols, cols), dst.AsSpan(r * stride, stride));
-        return dst;
+        if (dst.Length < (long)rows * stride) throw new ArgumentException($"dst has {dst.Length} bytes, a [{rows}, {cols}] matrix needs {(long)rows * stride}");
+        for (int r = 0; r < rows; r++) TernaryGemv.PackRow(w.Slice(r * cols, cols), dst.Slice(r * stride, stride));
     }
 
     /// <summary>From tq2_0 rows (<see cref="Tq2Layout.RowBytes"/> bytes each).</summary>

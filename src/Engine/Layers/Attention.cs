@@ -11,6 +11,7 @@ public sealed unsafe class Attention
 {
     private readonly int _layer, _heads, _kvHeads, _headDim, _contextLength;
     private readonly BitLinear _q, _k, _v, _o;
+    private readonly BitLinear.SharedInput _qkv;
     private readonly RmsNorm? _subNorm;
     private readonly Rope _rope;
     private readonly float _scale;
@@ -33,6 +34,7 @@ public sealed unsafe class Attention
         _k = BitLinear.Load(ctx, $"{p}.k_proj", c.KvDim, c.HiddenSize);
         _v = BitLinear.Load(ctx, $"{p}.v_proj", c.KvDim, c.HiddenSize);
         _o = BitLinear.Load(ctx, $"{p}.o_proj", c.HiddenSize, c.QDim);
+        _qkv = new BitLinear.SharedInput(_q, _k, _v);
         if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{p}.attn_sub_norm", c.QDim, c.RmsNormEps);
         _scale = 1f / MathF.Sqrt(_headDim);
         _qBuf = new float[c.QDim]; _kBuf = new float[c.KvDim]; _vBuf = new float[c.KvDim];
@@ -55,9 +57,7 @@ public sealed unsafe class Attention
     /// <summary>Attends from position <paramref name="pos"/> over the cache [0, pos]; writes the layer's output to <paramref name="y"/>.</summary>
     public void Forward(ReadOnlySpan<float> x, int pos, KvCache cache, Span<float> y)
     {
-        _q.Forward(x, _qBuf);
-        _k.Forward(x, _kBuf);
-        _v.Forward(x, _vBuf);
+        _qkv.Forward(x, _qBuf, _kBuf, _vBuf);
         _rope.Apply(_qBuf, _heads, pos);
         _rope.Apply(_kBuf, _kvHeads, pos);
         _kBuf.CopyTo(cache.Key(_layer, pos));
@@ -116,6 +116,11 @@ public sealed unsafe class Attention
 
     private void AttendHeads(int start, int end)
     {
+        if (_batchCount == 1)
+        {
+            AttendOneToken(start, end);
+            return;
+        }
         int qDim = _heads * _headDim;
         for (int h = start; h < end; h++)
         {
@@ -123,6 +128,39 @@ public sealed unsafe class Attention
             for (int t = 0; t < _batchCount; t++)
                 AttendHead(h, _queries.AsSpan(t * qDim + h * _headDim, _headDim), _batchPos + t, _batchCache!, scores,
                     _outputs.AsSpan(t * qDim + h * _headDim, _headDim));
+        }
+    }
+
+    /// <summary>
+    /// Heads [start, end) of a single token (decoding): the same arithmetic as <see cref="AttendHead"/> (every score
+    /// the same dot, every output element the same chain of multiply-adds in position order), with positions in the
+    /// outer loops, so the cache is read row by row: a head at a time would stride through it a row apart, one page
+    /// per row, which the hardware prefetchers do not follow.
+    /// </summary>
+    private void AttendOneToken(int start, int end)
+    {
+        var cache = _batchCache!;
+        int n = _batchPos + 1, kvDim = cache.KvDim, group = _heads / _kvHeads;
+        var scoreArray = _scratch.Scores.Array;
+        fixed (float* keys = cache.Keys(_layer), values = cache.Values(_layer), q = _queries, o = _outputs, scores = scoreArray)
+        {
+            for (int t = 0; t < n; t++)
+            {
+                float* key = keys + (long)t * kvDim;
+                for (int h = start; h < end; h++)
+                    scores[h * _contextLength + t] = FloatDot.F32(key + h / group * _headDim, q + h * _headDim, _headDim) * _scale;
+            }
+            for (int h = start; h < end; h++)
+            {
+                Softmax.InPlace(scoreArray.AsSpan(h * _contextLength, n));
+                new Span<float>(o + h * _headDim, _headDim).Clear();
+            }
+            for (int t = 0; t < n; t++)
+            {
+                float* value = values + (long)t * kvDim;
+                for (int h = start; h < end; h++)
+                    StridedRows.AddScaled(value + h / group * _headDim, scores[h * _contextLength + t], o + h * _headDim, _headDim);
+            }
         }
     }
 

@@ -29,13 +29,13 @@ public sealed unsafe class BitLinear
     /// (F32/F16/BF16, in the memory map); plus the float32 bias.
     /// </summary>
     public long WeightBytes =>
-        (_packed?.LongLength ?? _ternary?.LongLength ?? _float!.ByteLength) + (_bias?.LongLength ?? 0) * sizeof(float);
+        (_packed?.Length ?? _ternary?.LongLength ?? _float!.ByteLength) + (_bias?.LongLength ?? 0) * sizeof(float);
 
     // Exactly one of these holds the weights: float rows, one sbyte per ternary weight (fake-quant),
-    // or ternary codes in the kernels' packed layout.
+    // or ternary codes in the kernels' packed layout (in the model's huge-page arena).
     private readonly TensorView? _float;
     private readonly sbyte[]? _ternary;
-    private readonly byte[]? _packed;
+    private readonly PackedMatrix? _packed;
     private readonly float _weightScale;
     private readonly float[]? _bias;
     private readonly sbyte[] _xq;
@@ -51,7 +51,7 @@ public sealed unsafe class BitLinear
     private float _denominator;
     private int _count;
 
-    private BitLinear(string name, int outF, int inF, TensorView? floatWeights, sbyte[]? ternary, byte[]? packed, float weightScale,
+    private BitLinear(string name, int outF, int inF, TensorView? floatWeights, sbyte[]? ternary, PackedMatrix? packed, float weightScale,
         float[]? bias, LayerContext ctx)
     {
         Name = name; OutFeatures = outF; InFeatures = inF;
@@ -93,7 +93,7 @@ public sealed unsafe class BitLinear
             return ctx.Mode switch
             {
                 ExecutionMode.FakeQuant => new BitLinear(name, outF, inF, null, stored.ToValues(), null, stored.Scale, bias, ctx),
-                ExecutionMode.Packed => new BitLinear(name, outF, inF, null, null, stored.ToKernelLayout(), stored.Scale, bias, ctx),
+                ExecutionMode.Packed => new BitLinear(name, outF, inF, null, null, PackedMatrix.From(ctx.Arena, stored), stored.Scale, bias, ctx),
                 _ => throw new BitMoeException($"{stored.File}: tensor '{stored.Name}' is ternary; --mode fp needs float weights (run the checkpoint folder, or use --mode packed or fakequant)"),
             };
         }
@@ -109,7 +109,7 @@ public sealed unsafe class BitLinear
         if (!quantize) return new BitLinear(name, outF, inF, f, null, null, 0, bias, ctx);
         var (values, scale) = Ternarizer.Quantize(f.Data, f.FloatType, outF, inF);
         return ctx.Mode == ExecutionMode.Packed
-            ? new BitLinear(name, outF, inF, null, null, TqRepack.FromTernary(values, outF, inF), scale, bias, ctx)
+            ? new BitLinear(name, outF, inF, null, null, PackedMatrix.From(ctx.Arena, values, outF, inF), scale, bias, ctx)
             : new BitLinear(name, outF, inF, null, values, null, scale, bias, ctx);
     }
 
@@ -171,6 +171,84 @@ public sealed unsafe class BitLinear
             }
     }
 
+    /// <summary>
+    /// Several layers that read the same input (q, k and v; gate and up) evaluated together: in packed mode the input is
+    /// quantized and laid out for the kernels once and the rows of all of them are handed to the threads in one go (one
+    /// wait instead of one per layer). Each output is what its layer's <see cref="Forward"/> gives, bit for bit.
+    /// </summary>
+    public sealed class SharedInput
+    {
+        private readonly BitLinear[] _layers;
+        private readonly int[] _firstRow;
+        private readonly int _rows, _minRowsPerShare;
+        private readonly RowJob _job;
+        private readonly float*[] _outputs;
+        private readonly bool _packed;
+
+        public SharedInput(params BitLinear[] layers)
+        {
+            if (layers.Length is < 2 or > 3 || layers.Any(l => l.InFeatures != layers[0].InFeatures || l._pool != layers[0]._pool))
+                throw new ArgumentException("two or three layers with the same input width and thread pool share an input");
+            _packed = layers.All(l => l._packed != null);
+            _layers = layers;
+            _firstRow = new int[layers.Length + 1];
+            for (int i = 0; i < layers.Length; i++) _firstRow[i + 1] = _firstRow[i] + layers[i].OutFeatures;
+            _rows = _firstRow[^1];
+            _minRowsPerShare = layers.Min(l => l._minRowsPerShare);
+            _outputs = new float*[layers.Length];
+            _job = Rows;
+        }
+
+        /// <summary>y0 = layers[0].Forward(x), y1 = layers[1].Forward(x), y2 = layers[2].Forward(x) when there is a third.</summary>
+        public void Forward(ReadOnlySpan<float> x, Span<float> y0, Span<float> y1, Span<float> y2 = default)
+        {
+            if (_layers.Length > 3) throw new InvalidOperationException("at most three layers share an input");
+            if (_packed == false)
+            {
+                _layers[0].Forward(x, y0);
+                _layers[1].Forward(x, y1);
+                if (_layers.Length > 2) _layers[2].Forward(x, y2);
+                return;
+            }
+            if (y0.Length < _layers[0].OutFeatures || y1.Length < _layers[1].OutFeatures || (_layers.Length > 2 && y2.Length < _layers[2].OutFeatures))
+                throw new ArgumentException("an output is shorter than its layer's rows");
+            var first = _layers[0];
+            float xs = ActivationQuantizer.Quantize(x[..first.InFeatures], first._xq);
+            first._activations!.Prepare(first._xq, first.InFeatures);
+            foreach (var l in _layers) l._denominator = xs * l._weightScale;
+            fixed (float* p0 = y0, p1 = y1, p2 = y2)
+            {
+                _outputs[0] = p0; _outputs[1] = p1;
+                if (_layers.Length > 2) _outputs[2] = p2;
+                first._pool.For(_rows, _job, _minRowsPerShare);
+                Array.Clear(_outputs);
+            }
+            AddBias(_layers[0], y0);
+            AddBias(_layers[1], y1);
+            if (_layers.Length > 2) AddBias(_layers[2], y2);
+        }
+
+        private static void AddBias(BitLinear l, Span<float> y)
+        {
+            if (l._bias != null) System.Numerics.Tensors.TensorPrimitives.Add(y[..l.OutFeatures], l._bias, y);
+        }
+
+        private void Rows(int start, int end)
+        {
+            var activations = _layers[0]._activations!;
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                int s = Math.Max(start, _firstRow[i]), e = Math.Min(end, _firstRow[i + 1]);
+                if (s >= e) continue;
+                var l = _layers[i];
+                s -= _firstRow[i]; e -= _firstRow[i];
+                TernaryGemv.Compute(l._packed!.Span, l.InFeatures, activations, l._dots, s, e);
+                float* y = _outputs[i];
+                for (int r = s; r < e; r++) y[r] = l._dots![r] / l._denominator;
+            }
+        }
+    }
+
     private void FloatRows(int start, int end) =>
         FloatGemv.ComputeRows(_float!.Data, _float.FloatType, InFeatures,
             new ReadOnlySpan<float>(_x, InFeatures), new Span<float>(_y, OutFeatures), start, end);
@@ -184,7 +262,7 @@ public sealed unsafe class BitLinear
 
     private void PackedRows(int start, int end)
     {
-        TernaryGemv.Compute(_packed, InFeatures, _activations!, _dots, start, end);
+        TernaryGemv.Compute(_packed!.Span, InFeatures, _activations!, _dots, start, end);
         for (int r = start; r < end; r++) _y[r] = _dots![r] / _denominator;
     }
 
@@ -209,7 +287,7 @@ public sealed unsafe class BitLinear
     {
         var dots = _scratch.Dots.Array;
         var denominators = _scratch.Denominators.Array;
-        TernaryGemm.Compute(_packed, OutFeatures, InFeatures, _scratch.Activations, dots, start, end);
+        TernaryGemm.Compute(_packed!.Span, OutFeatures, InFeatures, _scratch.Activations, dots, start, end);
         for (int t = 0; t < _count; t++)
         {
             long row = (long)t * OutFeatures;

@@ -9,6 +9,7 @@ namespace BitMoe.Engine.Layers;
 public sealed class DenseFfn
 {
     private readonly BitLinear _gate, _up, _down;
+    private readonly BitLinear.SharedInput _gateUp;
     private readonly RmsNorm? _subNorm;
     private readonly Activation _act;
     private readonly float[] _g, _u;
@@ -21,6 +22,7 @@ public sealed class DenseFfn
         _gate = BitLinear.Load(ctx, $"{prefix}.gate_proj", hidden, width);
         _up = BitLinear.Load(ctx, $"{prefix}.up_proj", hidden, width);
         _down = BitLinear.Load(ctx, $"{prefix}.down_proj", width, hidden);
+        _gateUp = new BitLinear.SharedInput(_gate, _up);
         if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{prefix}.ffn_sub_norm", hidden, c.RmsNormEps);
         _act = c.HiddenAct;
         _g = new float[hidden]; _u = new float[hidden];
@@ -34,8 +36,7 @@ public sealed class DenseFfn
 
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
-        _gate.Forward(x, _g);
-        _up.Forward(x, _u);
+        _gateUp.Forward(x, _g, _u);
         ActivateAndMultiply(_g, _u);
         if (_subNorm != null) _subNorm.Forward(_g, _g);
         _down.Forward(_g, y);
@@ -54,13 +55,25 @@ public sealed class DenseFfn
         _down.ForwardBatch(g, y, count);
     }
 
-    /// <summary>g = act(g) * u, element by element.</summary>
+    /// <summary>g = act(g) * u, element by element, a row (of <c>hidden</c> values) at a time.</summary>
     private void ActivateAndMultiply(Span<float> g, ReadOnlySpan<float> u)
     {
+        int hidden = _g.Length;
         if (_act == Activation.Silu)
         {
-            // silu(g) = g * sigmoid(g)
-            for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i]));
+            // silu(g) = g * sigmoid(g) = g / (1 + exp(-g)), vectorised in blocks of each row: every element of a row
+            // sits at the same place in its block whether one token or a batch runs, so both give the same bits
+            Span<float> e = stackalloc float[SiluBlock];
+            for (int row = 0; row < g.Length; row += hidden)
+                for (int i = 0; i < hidden; i += SiluBlock)
+                {
+                    var gi = g.Slice(row + i, Math.Min(SiluBlock, hidden - i));
+                    var ei = e[..gi.Length];
+                    TensorPrimitives.Negate(gi, ei);
+                    TensorPrimitives.Exp(ei, ei);
+                    TensorPrimitives.Add(ei, 1f, ei);
+                    TensorPrimitives.Divide(gi, ei, gi);
+                }
         }
         else
         {
@@ -68,4 +81,6 @@ public sealed class DenseFfn
         }
         TensorPrimitives.Multiply(g, u, g);
     }
+
+    private const int SiluBlock = 1024;
 }

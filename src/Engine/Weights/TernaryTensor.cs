@@ -36,14 +36,24 @@ public sealed unsafe class TernaryTensor
     /// <summary>The kernels' in-memory layout (<see cref="TernaryGemv.RowStride"/> bytes per row).</summary>
     public byte[] ToKernelLayout()
     {
+        var dst = new byte[KernelLayoutBytes];
+        ToKernelLayout(dst);
+        return dst;
+    }
+
+    /// <summary>Bytes of the kernel layout: Rows * <see cref="TernaryGemv.RowStride"/>(Cols).</summary>
+    public long KernelLayoutBytes => (long)Rows * TernaryGemv.RowStride(Cols);
+
+    /// <summary>The kernel layout written into <paramref name="dst"/> (<see cref="KernelLayoutBytes"/> bytes).</summary>
+    public void ToKernelLayout(Span<byte> dst)
+    {
         int stride = TernaryGemv.RowStride(Cols);
-        var dst = new byte[(long)Rows * stride];
+        if (dst.Length < KernelLayoutBytes) throw new ArgumentException($"dst has {dst.Length} bytes, '{Name}' needs {KernelLayoutBytes}");
         var row = new sbyte[Cols];
         for (int r = 0; r < Rows; r++)
         {
             TernaryGguf.UnpackRow(Format, StoredRow(r), row);
-            TernaryGemv.PackRow(row, dst.AsSpan(r * stride, stride));
+            TernaryGemv.PackRow(row, dst.Slice(r * stride, stride));
         }
-        return dst;
     }
 }
