@@ -1,5 +1,6 @@
 // Shared by tests/BitMoe.KernelCheck (the console checker that CI runs under qemu for NEON) and the xunit
 // tests (tests/BitMoe.Tests, included there with <Compile Include>), so both run the very same comparisons.
+using System.Runtime.Intrinsics;
 using BitMoe.Kernels;
 using BitMoe.Quant;
 
@@ -55,6 +56,37 @@ internal static class TestData
 
     /// <summary>Lengths of the <see cref="Int8Dot"/> check (vector widths 16/32/64 and their remainders).</summary>
     public static readonly int[] DotLengths = [1, 15, 16, 17, 31, 32, 63, 64, 100, 1537];
+
+    /// <summary>
+    /// Lengths of the float kernel checks (<see cref="FloatDot"/>): below, at and around every vector width
+    /// (4/8/16 floats) and 4-vector block (16/32/64), tails of each, and model widths.
+    /// </summary>
+    public static readonly int[] FloatLengths =
+        [1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 47, 48, 63, 64, 65, 79, 80, 100, 127, 128, 129, 255, 256, 1000, 1536, 1537, 4095, 4096];
+
+    /// <summary>A random finite half (any bit pattern whose exponent field is not all ones: subnormals, ±0, ±65504 included).</summary>
+    public static Half RandomFiniteHalf(Random rng)
+    {
+        while (true)
+        {
+            var h = (ushort)rng.Next(0x10000);
+            if ((h & 0x7C00) != 0x7C00) return BitConverter.UInt16BitsToHalf(h);
+        }
+    }
+
+    /// <summary>
+    /// A random bfloat16 (its bits) with the exponent within 2^±40 of 1 - so a dot of a few thousand of them with
+    /// values of magnitude at most 1 stays far from overflow - or, one time in 16, a zero or subnormal.
+    /// </summary>
+    public static ushort RandomBf16(Random rng)
+    {
+        int sign = rng.Next(2) << 15, mantissa = rng.Next(0x80);
+        int exponent = rng.Next(16) == 0 ? 0 : 127 + rng.Next(-40, 41);
+        return (ushort)(sign | exponent << 7 | mantissa);
+    }
+
+    /// <summary>Uniform in [-1, 1).</summary>
+    public static float RandomUnit(Random rng) => (float)(rng.NextDouble() * 2 - 1);
 
     public static sbyte[] RandomTernary(Random rng, int n)
     {
@@ -271,5 +303,286 @@ internal static class KernelChecks
             TernaryGemv.Compute(TqRepack.FromTq1(f1, rows, cols), cols, x, y, 0, rows);
             log.Equal<int>(expected, y, $"repacked tq1_0 on {Isa.Current}: cols {cols}");
         }
+    }
+}
+
+/// <summary>
+/// The float kernels, <see cref="FloatDot"/> and <see cref="StridedRows"/>, on the vector width this process runs
+/// (the widest of Vector512 / Vector256 / Vector128 that the JIT accelerates; CI runs the checker again with
+/// AVX-512 and then AVX2 switched off, so one x86 machine checks all three widths). Float sums are not
+/// associative, so most comparisons are bit for bit only where the kernels promise the same operations in the
+/// same order; against the plain left-to-right reference, <see cref="FloatDot.Scalar"/>, they use a tolerance.
+/// </summary>
+internal static unsafe class FloatChecks
+{
+    /// <summary>The widest accelerated vector, as the float kernels pick their path.</summary>
+    public static string VectorPath =>
+        Vector512.IsHardwareAccelerated ? "Vector512" :
+        Vector256.IsHardwareAccelerated ? "Vector256" :
+        Vector128.IsHardwareAccelerated ? "Vector128" : "scalar";
+
+    /// <summary>
+    /// The lengths of the widening check, each with the positions that see every bit pattern: scalar only (1, 7 on
+    /// 256/512-bit), one 128-bit vector plus tail (7), one 512-bit vector (16), one block of four (64: a lane of
+    /// each accumulator), the single vectors and tail after a block (100), and a model width (1536).
+    /// </summary>
+    public static readonly (int N, int[] Positions)[] Widening =
+        [(1, [0]), (7, [0, 3, 6]), (16, [0, 9, 15]), (64, [0, 21, 42, 63]), (100, [70, 90, 97, 99]), (1536, [0, 1535])];
+
+    /// <summary>
+    /// The F16 widening is exact for every finite half: a row of zeros holding the half h at position p, against
+    /// x one-hot at p (x[p] = 1, every other x 0), sums to exactly (float)h - every other product is +0 and
+    /// h * 1 + 0 is h. All 63,488 finite bit patterns (±0, the subnormals and ±65504 included) at the positions of
+    /// <see cref="Widening"/>; and, so that every lane of every vector and of the tails is covered, every position
+    /// of the rows up to 100 long with every 61st pattern, from a position-dependent start (a step below 1024, the
+    /// run of patterns sharing one sign and exponent, reaches every exponent of both signs). The
+    /// sign of a zero cannot come out of a sum that starts at +0 (-0 * 1 + +0 is +0 in round-to-nearest), so both
+    /// zeros expect +0; every other pattern is compared bit for bit. One check per (length, position); a failure
+    /// names the first wrong pattern and how many were wrong.
+    /// </summary>
+    public static void F16WideningIsExact(CheckLog log)
+    {
+        var patterns = new List<ushort>();
+        for (int h = 0; h < 0x10000; h++)
+            if ((h & 0x7C00) != 0x7C00) patterns.Add((ushort)h);
+        WideningIsExact(log, "F16", patterns, h => (float)BitConverter.UInt16BitsToHalf(h),
+            (w, x, n) => FloatDot.F16((Half*)w, x, n));
+    }
+
+    /// <summary>The same for BF16 (widening is a 16-bit shift): all 65,282 bit patterns that are not NaN, ±inf included.</summary>
+    public static void BF16WideningIsExact(CheckLog log)
+    {
+        var patterns = new List<ushort>();
+        for (int h = 0; h < 0x10000; h++)
+            if ((h & 0x7FFF) <= 0x7F80) patterns.Add((ushort)h);
+        WideningIsExact(log, "BF16", patterns, h => BitConverter.UInt32BitsToSingle((uint)h << 16),
+            (w, x, n) => FloatDot.BF16(w, x, n));
+    }
+
+    private delegate float Dot16(ushort* w, float* x, int n);
+
+    private static void WideningIsExact(CheckLog log, string type, List<ushort> patterns, Func<ushort, float> widen, Dot16 dot)
+    {
+        var expected = patterns.Select(h => widen(h) is var f && f == 0 ? 0f : f).ToArray(); // -0 -> +0: see above
+        foreach (var (n, full) in Widening)
+        {
+            var w = new ushort[n];
+            var x = new float[n];
+            fixed (ushort* pw = w)
+            fixed (float* px = x)
+                for (int p = 0; p < n; p++)
+                {
+                    bool all = full.Contains(p);
+                    if (!all && n > 100) continue;
+                    x[p] = 1;
+                    int wrong = 0, tried = 0;
+                    string first = "";
+                    for (int k = all ? 0 : p % 61; k < patterns.Count; k += all ? 1 : 61)
+                    {
+                        ushort h = patterns[k];
+                        w[p] = h;
+                        float got = dot(pw, px, n);
+                        tried++;
+                        if (BitConverter.SingleToUInt32Bits(got) != BitConverter.SingleToUInt32Bits(expected[k]) && wrong++ == 0)
+                            first = $"0x{h:X4} gave {got:R} (0x{BitConverter.SingleToUInt32Bits(got):X8}), expected {expected[k]:R} (0x{BitConverter.SingleToUInt32Bits(expected[k]):X8})";
+                    }
+                    w[p] = 0;
+                    x[p] = 0;
+                    log.Check(wrong == 0, $"{type} widening on {VectorPath}: n {n}, position {p}: {wrong} of {tried} patterns wrong, first {first}");
+                }
+        }
+    }
+
+    /// <summary>
+    /// FloatDot.F16 of a row equals FloatDot.F32 of the same row widened with (float)Half, bit for bit (one
+    /// summation order for every storage type), and BF16 likewise: random rows (every finite half bit pattern;
+    /// bfloat16 within 2^±40, zeros and subnormals), x in [-1, 1), every <see cref="TestData.FloatLengths"/>, rows
+    /// starting 0, 1 and 3 elements into their buffer (unaligned loads).
+    /// </summary>
+    public static void HalvesEqualWidenedF32(CheckLog log)
+    {
+        var rng = new Random(31);
+        foreach (int n in TestData.FloatLengths)
+            foreach (int offset in new[] { 0, 1, 3 })
+            {
+                var h = new Half[n + offset];
+                var b = new ushort[n + offset];
+                var wh = new float[n];
+                var wb = new float[n];
+                var x = new float[n + offset];
+                for (int i = 0; i < n; i++)
+                {
+                    h[offset + i] = TestData.RandomFiniteHalf(rng);
+                    b[offset + i] = TestData.RandomBf16(rng);
+                    wh[i] = (float)h[offset + i];
+                    wb[i] = BitConverter.UInt32BitsToSingle((uint)b[offset + i] << 16);
+                    x[offset + i] = TestData.RandomUnit(rng);
+                }
+                fixed (Half* ph = h) fixed (ushort* pb = b) fixed (float* pwh = wh, pwb = wb, px = x)
+                {
+                    float f16 = FloatDot.F16(ph + offset, px + offset, n), f32 = FloatDot.F32(pwh, px + offset, n);
+                    log.Check(BitConverter.SingleToUInt32Bits(f16) == BitConverter.SingleToUInt32Bits(f32),
+                        $"F16 = F32 of the widened row on {VectorPath}: n {n}, offset {offset}: {f16:R} != {f32:R}");
+                    float bf16 = FloatDot.BF16(pb + offset, px + offset, n), bf32 = FloatDot.F32(pwb, px + offset, n);
+                    log.Check(BitConverter.SingleToUInt32Bits(bf16) == BitConverter.SingleToUInt32Bits(bf32),
+                        $"BF16 = F32 of the widened row on {VectorPath}: n {n}, offset {offset}: {bf16:R} != {bf32:R}");
+                }
+            }
+    }
+
+    /// <summary>
+    /// FloatDot.F32 / F16 / BF16 against <see cref="FloatDot.Scalar"/> (left to right, no FMA): |a - b| at most
+    /// 1e-5 * sum |w_i x_i| + 1e-30 (the sum in double). Random rows: floats in [-4, 4), finite halves in
+    /// [-8, 8] (about a sixteenth of them subnormal or zero), bfloat16 within 2^±40; x in [-1, 1); every
+    /// <see cref="TestData.FloatLengths"/>, three rows each.
+    /// </summary>
+    public static void DotsMatchScalar(CheckLog log)
+    {
+        var rng = new Random(32);
+        foreach (int n in TestData.FloatLengths)
+            for (int rep = 0; rep < 3; rep++)
+            {
+                var f = new float[n];
+                var h = new Half[n];
+                var b = new ushort[n];
+                var x = new float[n];
+                for (int i = 0; i < n; i++)
+                {
+                    f[i] = 4 * TestData.RandomUnit(rng);
+                    h[i] = rng.Next(16) == 0 ? BitConverter.UInt16BitsToHalf((ushort)(rng.Next(2) << 15 | rng.Next(0x400))) : (Half)(8 * TestData.RandomUnit(rng));
+                    b[i] = TestData.RandomBf16(rng);
+                    x[i] = TestData.RandomUnit(rng);
+                }
+                fixed (float* pf = f, px = x) fixed (Half* ph = h) fixed (ushort* pb = b)
+                {
+                    Compare(log, "F32", FloatDot.F32(pf, px, n), pf, DType.F32, px, n);
+                    Compare(log, "F16", FloatDot.F16(ph, px, n), ph, DType.F16, px, n);
+                    Compare(log, "BF16", FloatDot.BF16(pb, px, n), pb, DType.BF16, px, n);
+                }
+            }
+
+        static void Compare(CheckLog log, string type, float got, void* w, DType dtype, float* x, int n)
+        {
+            float expected = FloatDot.Scalar(w, dtype, x, n);
+            double magnitude = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double wi = dtype switch
+                {
+                    DType.F32 => ((float*)w)[i],
+                    DType.F16 => (double)((Half*)w)[i],
+                    _ => BitConverter.UInt32BitsToSingle((uint)((ushort*)w)[i] << 16),
+                };
+                magnitude += Math.Abs(wi * x[i]);
+            }
+            double tolerance = 1e-5 * magnitude + 1e-30;
+            log.Check(Math.Abs((double)got - expected) <= tolerance,
+                $"{type} dot on {VectorPath} vs scalar: n {n}: {got:R} vs {expected:R}, difference {Math.Abs((double)got - expected):G3} > {tolerance:G3}");
+        }
+    }
+
+    /// <summary>
+    /// <see cref="FloatDot.IndexOfNonFiniteF16"/>: -1 on finite data (random finite patterns with ±65504, the
+    /// smallest and largest subnormals and ±0 planted), and on rows of every length with +inf, -inf, a quiet NaN, a
+    /// signalling NaN or 0xFFFF planted at the first, last and other positions (in the 16-half vector body and in
+    /// the tail), the index of the first one; with two planted, the earlier.
+    /// </summary>
+    public static void IndexOfNonFiniteF16(CheckLog log)
+    {
+        var rng = new Random(33);
+        ushort[] finiteEdges = [0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x0000, 0x8000, 0x7BFE];
+        ushort[] nonFinite = [0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFFFF, 0x7DFF];
+        int[] lengths = [0, .. TestData.FloatLengths, 4097, 10_000];
+        foreach (int n in lengths)
+        {
+            var w = new Half[n];
+            for (int i = 0; i < n; i++)
+                w[i] = i < finiteEdges.Length && rng.Next(2) == 0 ? BitConverter.UInt16BitsToHalf(finiteEdges[i]) : TestData.RandomFiniteHalf(rng);
+            for (int i = 0; i < finiteEdges.Length && i < n; i++) w[n - 1 - i] = BitConverter.UInt16BitsToHalf(finiteEdges[i]);
+            fixed (Half* pw = w)
+            {
+                long found = FloatDot.IndexOfNonFiniteF16(pw, n);
+                log.Check(found == -1, $"IndexOfNonFiniteF16: finite row of {n}: returned {found}, expected -1");
+                if (n == 0) continue;
+                var positions = new[] { 0, 1, 7, 8, 15, 16, 17, 31, 32, n / 2, n - 17, n - 16, n - 15, n - 2, n - 1 }.Where(p => p >= 0 && p < n).Distinct().ToArray();
+                foreach (int p in positions)
+                {
+                    var bits = nonFinite[rng.Next(nonFinite.Length)];
+                    var saved = w[p];
+                    w[p] = BitConverter.UInt16BitsToHalf(bits);
+                    found = FloatDot.IndexOfNonFiniteF16(pw, n);
+                    log.Check(found == p, $"IndexOfNonFiniteF16: n {n}, 0x{bits:X4} at {p}: returned {found}");
+                    foreach (int q in positions.Where(q => q > p).Take(2))
+                    {
+                        var savedQ = w[q];
+                        w[q] = BitConverter.UInt16BitsToHalf(nonFinite[rng.Next(nonFinite.Length)]);
+                        found = FloatDot.IndexOfNonFiniteF16(pw, n);
+                        log.Check(found == p, $"IndexOfNonFiniteF16: n {n}, non-finite at {p} and {q}: returned {found}, expected {p}");
+                        w[q] = savedQ;
+                    }
+                    w[p] = saved;
+                }
+                // a row that only ever sees part of the buffer: the non-finite value just past n is not its business
+                if (n > 1)
+                {
+                    var saved = w[n - 1];
+                    w[n - 1] = BitConverter.UInt16BitsToHalf(0x7C00);
+                    found = FloatDot.IndexOfNonFiniteF16(pw, n - 1);
+                    log.Check(found == -1, $"IndexOfNonFiniteF16: n {n - 1} with +inf at [{n - 1}] (outside): returned {found}, expected -1");
+                    w[n - 1] = saved;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="StridedRows.WeightedSum"/> equals <see cref="StridedRows.WeightedSumScalar"/> bit for bit (each
+    /// element one FMA chain in row order, on every path) and writes nothing past o[n); <see cref="StridedRows.Dots"/>
+    /// equals FloatDot.F32 * scale bit for bit and writes nothing past y[count). Random rows in [-1, 1), weights in
+    /// [0, 1) (softmax probabilities in attention), n in 1..130, count 1, 2, 7, 33, stride n, n + 1, n + 13 and
+    /// 2n + 5, rows starting 0 or 1 floats into their buffer.
+    /// </summary>
+    public static void StridedRowsMatch(CheckLog log)
+    {
+        var rng = new Random(34);
+        foreach (int n in new[] { 1, 3, 4, 8, 15, 16, 17, 32, 63, 64, 65, 96, 128, 130 })
+            foreach (int count in new[] { 1, 2, 7, 33 })
+                foreach (int stride in new[] { n, n + 1, n + 13, 2 * n + 5 })
+                    foreach (int offset in new[] { 0, 1 })
+                    {
+                        var rows = new float[offset + (long)(count - 1) * stride + n];
+                        for (int i = 0; i < rows.Length; i++) rows[i] = TestData.RandomUnit(rng);
+                        var weights = new float[count];
+                        for (int t = 0; t < count; t++) weights[t] = (float)rng.NextDouble();
+                        var x = new float[n];
+                        for (int i = 0; i < n; i++) x[i] = TestData.RandomUnit(rng);
+                        float scale = 1 / MathF.Sqrt(n);
+                        var o = new float[n + 1];
+                        var expected = new float[n + 1];
+                        o[n] = expected[n] = -12345;
+                        var y = new float[count + 1];
+                        var dots = new float[count + 1];
+                        y[count] = dots[count] = -12345;
+                        fixed (float* pr = rows, pw = weights, px = x, po = o, pe = expected, py = y, pd = dots)
+                        {
+                            float* r = pr + offset;
+                            StridedRows.WeightedSum(r, stride, count, pw, n, po);
+                            StridedRows.WeightedSumScalar(r, stride, count, pw, pe, 0, n);
+                            StridedRows.Dots(r, stride, count, px, n, scale, py);
+                            for (int t = 0; t < count; t++) pd[t] = FloatDot.F32(r + (long)t * stride, px, n) * scale;
+                        }
+                        string shape = $"n {n}, count {count}, stride {stride}, offset {offset} (index = column, last = the float after o[n))";
+                        EqualBits(log, expected, o, $"StridedRows.WeightedSum on {VectorPath}: {shape}");
+                        EqualBits(log, dots, y, $"StridedRows.Dots on {VectorPath}: {shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)")}");
+                    }
+    }
+
+    /// <summary>Equal bits (so -0 differs from +0 and NaNs compare by payload), or a failure naming the first differing index and both values.</summary>
+    private static void EqualBits(CheckLog log, float[] expected, float[] actual, string what)
+    {
+        int i = 0;
+        while (i < expected.Length && BitConverter.SingleToUInt32Bits(expected[i]) == BitConverter.SingleToUInt32Bits(actual[i])) i++;
+        log.Check(i == expected.Length, i == expected.Length ? what : $"{what}: first difference at [{i}]: got {actual[i]:R} (0x{BitConverter.SingleToUInt32Bits(actual[i]):X8}), " +
+                                                                    $"expected {expected[i]:R} (0x{BitConverter.SingleToUInt32Bits(expected[i]):X8})");
     }
 }

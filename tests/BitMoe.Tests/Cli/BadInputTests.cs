@@ -27,15 +27,16 @@ public sealed class BadInputTests : IDisposable
     private CliProcess.Result Generate(params string[] extra) =>
         CliProcess.Run(["generate", "-m", _dir, "-p", "Hello", "-n", "2", .. extra]);
 
-    /// <summary>Rewrites model.safetensors after <paramref name="edit"/> changed its list of tensors.</summary>
-    private void RewriteWeights(Func<List<SafetensorsWriter.Entry>, List<SafetensorsWriter.Entry>> edit)
+    /// <summary>Rewrites model.safetensors (or <paramref name="file"/>) after <paramref name="edit"/> changed its list of tensors.</summary>
+    private void RewriteWeights(Func<List<SafetensorsWriter.Entry>, List<SafetensorsWriter.Entry>> edit, string? file = null)
     {
+        file ??= Weights;
         List<SafetensorsWriter.Entry> entries;
-        using (var st = SafetensorsFile.Open(Weights))
+        using (var st = SafetensorsFile.Open(file))
         {
             entries = st.Tensors.Values.Select(t => new SafetensorsWriter.Entry(t.Name, t.TypeName, t.Shape, Bytes(t))).ToList();
         }
-        SafetensorsWriter.Write(Weights, edit(entries));
+        SafetensorsWriter.Write(file, edit(entries));
     }
 
     private static unsafe byte[] Bytes(TensorView t) => new ReadOnlySpan<byte>(t.Data, (int)t.ByteLength).ToArray();
@@ -162,6 +163,33 @@ public sealed class BadInputTests : IDisposable
     {
         EditConfig(c => c.Remove("quantization_config"));
         CliProcess.AssertCleanError(Generate("--mode", "fakequant"), "quantization_config");
+    }
+
+    /// <summary>
+    /// FloatDot widens F16 rows without handling infinities and NaNs, so BitLinear refuses a float F16 matrix that
+    /// holds one when it loads: here the untied lm_head (vocab 347 x hidden 64, never quantized, so FloatGemv reads it
+    /// in every mode) of the sharded F16 fixture, with +inf at row 300, column 17, in the first of its three shards.
+    /// </summary>
+    [Fact]
+    public void InfiniteValueInAnF16FloatMatrix()
+    {
+        string dir = Path.Combine(_dir, "f16");
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(Fixtures.Dir("mhmoe_relu2_subnorm_sharded_f16")))
+            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        const string shard = "model-00001-of-00003.safetensors";
+        RewriteWeights(e => e.Select(t =>
+        {
+            if (t.Name != "lm_head.weight") return t;
+            Assert.Equal("F16", t.DType);
+            Assert.Equal([347L, 64L], t.Shape);
+            var data = t.Data.ToArray();
+            BitConverter.GetBytes(BitConverter.HalfToUInt16Bits(Half.PositiveInfinity)).CopyTo(data, (300 * 64 + 17) * 2);
+            return t with { Data = data };
+        }).ToList(), Path.Combine(dir, shard));
+        foreach (var mode in new[] { "auto", "packed" })
+            CliProcess.AssertCleanError(CliProcess.Run("generate", "-m", dir, "-p", "Hello", "-n", "2", "--mode", mode),
+                shard, "tensor 'lm_head.weight'", "infinite or NaN", "row 300, column 17");
     }
 
     [Fact]
