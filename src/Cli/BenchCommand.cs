@@ -141,7 +141,7 @@ public static class BenchCommand
         o.WriteLine($"model:   {path} ({Describe(path)}; {shape})");
         o.WriteLine($"size:    {FileBytes(path) / 1048576.0:F2} MiB on disk; {tf.TotalWeightBytes / 1048576.0:F2} MiB of weights in memory ({tf.Mode.ToString().ToLowerInvariant()})");
         o.WriteLine($"params:  {total / 1e6:F2} M total, {active / 1e6:F2} M active per token");
-        o.WriteLine($"isa:     {Isa.Current} (supported here: {string.Join(", ", Isa.Supported)}); vectors: {VectorWidth()}");
+        o.WriteLine($"isa:     {Isa.Current}{(Isa.CurrentGemm != Isa.Current ? $" (batches: {Isa.CurrentGemm})" : "")} (supported here: {string.Join(", ", Isa.Supported)}); vectors: {VectorWidth()}");
         o.WriteLine($"machine: {Environment.ProcessorCount} CPUs, load average {LoadAverage()}");
     }
 

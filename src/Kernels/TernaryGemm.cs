@@ -16,7 +16,7 @@ public static unsafe partial class TernaryGemm
     public const int RowBlockBytes = 16 * 1024;
 
     public static void Compute(ReadOnlySpan<byte> weights, int rows, int cols, TernaryActivations x, Span<int> y, int start, int end)
-        => Compute(Isa.Current, weights, rows, cols, x, y, start, end);
+        => Compute(Isa.CurrentGemm, weights, rows, cols, x, y, start, end);
 
     /// <summary>
     /// y[t * rows + r] for every token t of <paramref name="x"/> and rows [start, end) of a [rows, cols]

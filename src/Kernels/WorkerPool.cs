@@ -24,7 +24,7 @@ public sealed class WorkerPool : IDisposable
     private readonly ManualResetEventSlim[] _wake;
     private readonly int[] _sleeping;
     private RowJob? _job;
-    private int _count, _parts, _pending;
+    private int _count, _parts, _pieces, _nextPiece, _pending;
     private int _generation;
     private volatile bool _stopping;
     private Exception? _failure;
@@ -48,8 +48,8 @@ public sealed class WorkerPool : IDisposable
     }
 
     /// <summary>
-    /// Runs <paramref name="job"/> over [0, count) cut into contiguous shares (at most one per
-    /// thread, none smaller than <paramref name="minRowsPerShare"/>) and waits for all of them.
+    /// Runs <paramref name="job"/> over [0, count) cut into contiguous pieces (none smaller than
+    /// <paramref name="minRowsPerShare"/>; at most one thread per such share) and waits for all of them.
     /// </summary>
     public void For(int count, RowJob job, int minRowsPerShare = 1)
     {
@@ -59,7 +59,10 @@ public sealed class WorkerPool : IDisposable
             job(0, count);
             return;
         }
-        _job = job; _count = count; _parts = parts; _failure = null;
+        // More pieces than threads, taken from a shared counter: a thread that runs slower (a busy core, a
+        // worker that was asleep) takes fewer pieces instead of holding everyone up at the end.
+        int pieces = Math.Max(parts, Math.Min(parts * PiecesPerThread, count / Math.Max(1, minRowsPerShare)));
+        _job = job; _count = count; _parts = parts; _pieces = pieces; _nextPiece = 0; _failure = null;
         // Every worker reports back, even one without a share this time, so that none can still be
         // reading this job's fields when the next job overwrites them.
         Volatile.Write(ref _pending, _workers.Length);
@@ -67,16 +70,23 @@ public sealed class WorkerPool : IDisposable
         Interlocked.Increment(ref _generation);
         for (int i = 0; i < _workers.Length; i++)
             if (Volatile.Read(ref _sleeping[i]) != 0) _wake[i].Set();
-        var (start, end) = Share(0, count, parts);
-        job(start, end);
+        RunPieces(job);
         var spin = new SpinWait();
         while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
         _job = null;
         if (_failure != null) throw new AggregateException(_failure);
     }
 
-    private static (int Start, int End) Share(int index, int count, int parts) =>
-        ((int)((long)count * index / parts), (int)((long)count * (index + 1) / parts));
+    /// <summary>Pieces per participating thread that <see cref="For"/> cuts the rows into.</summary>
+    public const int PiecesPerThread = 4;
+
+    private void RunPieces(RowJob job)
+    {
+        int pieces = _pieces, count = _count;
+        int piece;
+        while ((piece = Interlocked.Increment(ref _nextPiece) - 1) < pieces)
+            job((int)((long)count * piece / pieces), (int)((long)count * (piece + 1) / pieces));
+    }
 
     private void WorkerLoop(int share)
     {
@@ -89,8 +99,7 @@ public sealed class WorkerPool : IDisposable
             {
                 try
                 {
-                    var (start, end) = Share(share, _count, _parts);
-                    _job!(start, end);
+                    RunPieces(_job!);
                 }
                 catch (Exception e)
                 {

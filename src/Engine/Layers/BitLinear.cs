@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using BitMoe.Kernels;
 using BitMoe.Quant;
 using BitMoe.Quant.Formats;
@@ -244,7 +245,7 @@ public sealed unsafe class BitLinear
                 s -= _firstRow[i]; e -= _firstRow[i];
                 TernaryGemv.Compute(l._packed!.Span, l.InFeatures, activations, l._dots, s, e);
                 float* y = _outputs[i];
-                for (int r = s; r < e; r++) y[r] = l._dots![r] / l._denominator;
+                fixed (int* pd = l._dots) DivideRows(pd, l._denominator, y, s, e);
             }
         }
     }
@@ -263,7 +264,20 @@ public sealed unsafe class BitLinear
     private void PackedRows(int start, int end)
     {
         TernaryGemv.Compute(_packed!.Span, InFeatures, _activations!, _dots, start, end);
-        for (int r = start; r < end; r++) _y[r] = _dots![r] / _denominator;
+        fixed (int* pd = _dots) DivideRows(pd, _denominator, _y, start, end);
+    }
+
+    /// <summary>y[r] = (float)dots[r] / denominator for r in [start, end): the int to float conversion is exact (|dot| &lt; 2^24) and the division correctly rounded, vector or not.</summary>
+    private static void DivideRows(int* dots, float denominator, float* y, int start, int end)
+    {
+        int r = start;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var d = Vector512.Create(denominator);
+            for (; r + 16 <= end; r += 16)
+                (Vector512.ConvertToSingle(Vector512.Load(dots + r)) / d).Store(y + r);
+        }
+        for (; r < end; r++) y[r] = dots[r] / denominator;
     }
 
     private void FloatBatchRows(int start, int end) =>
@@ -288,10 +302,11 @@ public sealed unsafe class BitLinear
         var dots = _scratch.Dots.Array;
         var denominators = _scratch.Denominators.Array;
         TernaryGemm.Compute(_packed!.Span, OutFeatures, InFeatures, _scratch.Activations, dots, start, end);
-        for (int t = 0; t < _count; t++)
-        {
-            long row = (long)t * OutFeatures;
-            for (int r = start; r < end; r++) _y[row + r] = dots[row + r] / denominators[t];
-        }
+        fixed (int* pd = dots)
+            for (int t = 0; t < _count; t++)
+            {
+                long row = (long)t * OutFeatures;
+                DivideRows(pd + row, denominators[t], _y + row, start, end);
+            }
     }
 }
