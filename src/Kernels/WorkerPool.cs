@@ -70,7 +70,14 @@ public sealed class WorkerPool : IDisposable
         Interlocked.Increment(ref _generation);
         for (int i = 0; i < _workers.Length; i++)
             if (Volatile.Read(ref _sleeping[i]) != 0) _wake[i].Set();
-        RunPieces(job);
+        try
+        {
+            RunPieces(job);
+        }
+        catch (Exception e)
+        {
+            _failure = e; // reported below, once every worker has stopped touching this job
+        }
         var spin = new SpinWait();
         while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
         _job = null;
