@@ -45,9 +45,19 @@ public sealed class TernaryActivations
     /// </summary>
     public void Prepare(ReadOnlySpan<sbyte> x, int cols, int count = 1)
     {
+        if (x.Length < (long)cols * count) throw new ArgumentException($"x has {x.Length} values, {count} tokens of {cols} need {(long)cols * count}");
+        Reset(cols, count);
+        for (int t = 0; t < count; t++) PrepareToken(t, x.Slice(t * cols, cols));
+    }
+
+    /// <summary>
+    /// Sizes the buffers for <paramref name="count"/> tokens of <paramref name="cols"/> values; then
+    /// <see cref="PrepareToken"/> fills each token (threads may fill different tokens at once).
+    /// </summary>
+    public void Reset(int cols, int count)
+    {
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        if (x.Length < (long)cols * count) throw new ArgumentException($"x has {x.Length} values, {count} tokens of {cols} need {(long)cols * count}");
         int stride = TernaryGemv.RowStride(cols);
         int need = 4 * stride * count;
         if (_streams.Length < need) _streams = new sbyte[need];
@@ -55,20 +65,24 @@ public sealed class TernaryActivations
         Cols = cols;
         Stride = stride;
         Count = count;
-        for (int t = 0; t < count; t++)
+    }
+
+    /// <summary>Lays out token <paramref name="t"/> (its <see cref="Cols"/> values in <paramref name="xt"/>).</summary>
+    public void PrepareToken(int t, ReadOnlySpan<sbyte> xt)
+    {
+        int cols = Cols, stride = Stride;
+        if ((uint)t >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(t), $"token {t} of {Count}");
+        if (xt.Length < cols) throw new ArgumentException($"token {t} has {xt.Length} values, expected {cols}");
+        var s = _streams.AsSpan(4 * stride * t, 4 * stride);
+        s.Clear();
+        int i = 0, sum = 0;
+        if (Avx512Vbmi.IsSupported) i = SplitAvx512(xt[..cols], s, stride, out sum);
+        for (; i < cols; i++)
         {
-            var xt = x.Slice(t * cols, cols);
-            var s = _streams.AsSpan(4 * stride * t, 4 * stride);
-            s.Clear();
-            int i = 0, sum = 0;
-            if (Avx512Vbmi.IsSupported) i = SplitAvx512(xt, s, stride, out sum);
-            for (; i < cols; i++)
-            {
-                s[(i & 3) * stride + (i >> 2)] = xt[i];
-                sum += xt[i];
-            }
-            _sums[t] = sum;
+            s[(i & 3) * stride + (i >> 2)] = xt[i];
+            sum += xt[i];
         }
+        _sums[t] = sum;
     }
 
     // out[16n + k] = in[4k + n]: 64 activations to 16 of each stream

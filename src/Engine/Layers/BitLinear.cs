@@ -43,7 +43,7 @@ public sealed unsafe class BitLinear
     private readonly TernaryActivations? _activations;
     private readonly int[]? _dots;
     private readonly WorkerPool _pool;
-    private readonly RowJob _rows, _batchRows;
+    private readonly RowJob _rows, _batchRows, _quantizeTokens;
     private readonly int _minRowsPerShare;
     private readonly BatchScratch _scratch;
 
@@ -65,6 +65,7 @@ public sealed unsafe class BitLinear
         }
         _rows = packed != null ? PackedRows : ternary != null ? TernaryRows : FloatRows;
         _batchRows = packed != null ? PackedBatchRows : ternary != null ? TernaryBatchRows : FloatBatchRows;
+        _quantizeTokens = QuantizeTokens;
         // Waking a thread costs microseconds (far more on a loaded machine), so a share must hold
         // enough bytes to be worth it: the threshold counts bytes as the kernels read them.
         long rowBytes = packed != null ? TernaryGemv.RowStride(inF) : ternary != null ? inF : (long)inF * DTypeInfo.Size(floatWeights!.FloatType);
@@ -145,17 +146,19 @@ public sealed unsafe class BitLinear
         y = y[..(count * OutFeatures)];
         if (_float == null)
         {
-            var xq = _scratch.QuantizedX.Take((long)count * InFeatures);
-            var denominators = _scratch.Denominators.Take(count);
-            for (int t = 0; t < count; t++)
-            {
-                float xs = ActivationQuantizer.Quantize(x.Slice(t * InFeatures, InFeatures), xq.Slice(t * InFeatures, InFeatures));
-                denominators[t] = xs * _weightScale;
-            }
+            _scratch.QuantizedX.Take((long)count * InFeatures);
+            _scratch.Denominators.Take(count);
             if (_packed != null)
             {
-                _scratch.Activations.Prepare(xq, InFeatures, count);
+                _scratch.Activations.Reset(InFeatures, count);
                 _scratch.Dots.Take((long)count * OutFeatures); // the workers write the int32 dots to Dots.Array
+            }
+            // every token is quantized (and laid out) on its own: threads split the tokens
+            fixed (float* px = x)
+            {
+                _x = px; _count = count;
+                _pool.For(count, _quantizeTokens, QuantizeTokensPerShare);
+                _x = null;
             }
         }
         fixed (float* px = x, py = y)
@@ -247,6 +250,22 @@ public sealed unsafe class BitLinear
                 float* y = _outputs[i];
                 fixed (int* pd = l._dots) DivideRows(pd, l._denominator, y, s, e);
             }
+        }
+    }
+
+    /// <summary>Tokens below which quantizing a batch is not worth waking the other threads for (a tuning knob).</summary>
+    private const int QuantizeTokensPerShare = 16;
+
+    private void QuantizeTokens(int start, int end)
+    {
+        var xq = _scratch.QuantizedX.Array.AsSpan();
+        var denominators = _scratch.Denominators.Array;
+        var x = new ReadOnlySpan<float>(_x, _count * InFeatures);
+        for (int t = start; t < end; t++)
+        {
+            var xt = xq.Slice(t * InFeatures, InFeatures);
+            denominators[t] = ActivationQuantizer.Quantize(x.Slice(t * InFeatures, InFeatures), xt) * _weightScale;
+            if (_packed != null) _scratch.Activations.PrepareToken(t, xt);
         }
     }
 
