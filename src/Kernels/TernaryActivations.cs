@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -12,9 +13,11 @@ namespace BitMoe.Kernels;
 /// sum_i (c_i - 1) x_i = sum_i c_i x_i - sum_i x_i.
 /// Prepare once per token (O(cols)); any number of threads may then read it while splitting rows.
 /// </summary>
-public sealed class TernaryActivations
+public sealed unsafe class TernaryActivations
 {
-    private sbyte[] _streams = [];
+    // pinned, and used from a 64-byte boundary (_offset) so that the kernels' vector loads never straddle cache lines
+    private sbyte[] _streams = GC.AllocateArray<sbyte>(64, pinned: true);
+    private int _offset;
     private int[] _sums = [];
 
     /// <summary>Weights per row this was prepared for.</summary>
@@ -27,12 +30,13 @@ public sealed class TernaryActivations
     public int Count { get; private set; }
 
     /// <summary>The four streams of every token: token t, stream n, position j at [(4t + n) * Stride + j].</summary>
-    public ReadOnlySpan<sbyte> Streams => _streams.AsSpan(0, 4 * Stride * Count);
+    public ReadOnlySpan<sbyte> Streams => _streams.AsSpan(_offset, 4 * Stride * Count);
 
     /// <summary>sum_i x_i of every token.</summary>
     public ReadOnlySpan<int> Sums => _sums.AsSpan(0, Count);
 
-    internal sbyte[] StreamArray => _streams;
+    /// <summary>The first byte of token 0's stream 0 (64-byte aligned, pinned).</summary>
+    internal ref sbyte StreamStart => ref _streams[_offset];
     internal int[] SumArray => _sums;
 
     public TernaryActivations() { }
@@ -60,7 +64,11 @@ public sealed class TernaryActivations
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         int stride = TernaryGemv.RowStride(cols);
         int need = 4 * stride * count;
-        if (_streams.Length < need) _streams = new sbyte[need];
+        if (_streams.Length - _offset < need)
+        {
+            _streams = GC.AllocateArray<sbyte>(need + 64, pinned: true);
+            _offset = (int)((64 - ((nint)Unsafe.AsPointer(ref _streams[0]) & 63)) & 63);
+        }
         if (_sums.Length < count) _sums = new int[Math.Max(count, 1)];
         Cols = cols;
         Stride = stride;
@@ -73,7 +81,7 @@ public sealed class TernaryActivations
         int cols = Cols, stride = Stride;
         if ((uint)t >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(t), $"token {t} of {Count}");
         if (xt.Length < cols) throw new ArgumentException($"token {t} has {xt.Length} values, expected {cols}");
-        var s = _streams.AsSpan(4 * stride * t, 4 * stride);
+        var s = _streams.AsSpan(_offset + 4 * stride * t, 4 * stride);
         s.Clear();
         int i = 0, sum = 0;
         if (Avx512Vbmi.IsSupported) i = SplitAvx512(xt[..cols], s, stride, out sum);

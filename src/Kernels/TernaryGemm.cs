@@ -35,7 +35,7 @@ public static unsafe partial class TernaryGemm
         int block = Math.Max(1, RowBlockBytes / Math.Max(stride, 1));
         long tokenBytes = 4L * stride;
         fixed (byte* w = weights)
-        fixed (sbyte* xs = x.StreamArray)
+        fixed (sbyte* xs = &x.StreamStart)
         fixed (int* sums = x.SumArray)
         fixed (int* py = y)
         {

@@ -102,7 +102,7 @@ public static unsafe partial class TernaryGemv
         if (start == end) return;
         Isa.Require(isa);
         fixed (byte* w = weights)
-        fixed (sbyte* xs = x.StreamArray)
+        fixed (sbyte* xs = &x.StreamStart)
         fixed (int* py = y)
         {
             int sum = x.SumArray[0];
