@@ -70,7 +70,6 @@ public sealed unsafe class Transformer : IDisposable
         _x = new float[c.HiddenSize]; _normed = new float[c.HiddenSize]; _logits = new float[c.VocabSize];
     }
 
-    public static long ProbeLayers, ProbeHead;
     /// <summary>Evaluates <paramref name="token"/> at the next free position of the cache and returns the logits.</summary>
     public ReadOnlySpan<float> Forward(int token)
     {
@@ -79,13 +78,9 @@ public sealed unsafe class Transformer : IDisposable
         if ((uint)token >= (uint)Config.VocabSize) throw new BitMoeException($"token id {token} is outside the vocabulary [0, {Config.VocabSize})");
 
         FloatGemv.ToSingle(_embedding.Data, _embedding.FloatType, (long)token * Config.HiddenSize, _x);
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var layer in _layers) layer.Forward(_x, pos, Cache);
-        long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
         _finalNorm.Forward(_x, _normed);
         _lmHead.Forward(_normed, _logits);
-        long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
-        ProbeLayers += t1 - t0; ProbeHead += t2 - t1;
 
         Cache.Length = pos + 1;
         TokensEvaluated++;

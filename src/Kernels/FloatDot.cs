@@ -33,6 +33,12 @@ public static unsafe class FloatDot
             for (; i + 16 <= n; i += 16)
                 if (Vector256.EqualsAny(Vector256.Load(p + i) & mask, mask)) break;
         }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            var mask = Vector128.Create((ushort)0x7C00);
+            for (; i + 8 <= n; i += 8)
+                if (Vector128.EqualsAny(Vector128.Load(p + i) & mask, mask)) break;
+        }
         for (; i < n; i++)
             if ((p[i] & 0x7C00) == 0x7C00) return i;
         return -1;

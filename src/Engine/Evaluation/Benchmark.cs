@@ -168,9 +168,7 @@ public static class Benchmark
         double warm = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         while (warm < WarmupSeconds) warm += TimeDecode(t, first, count);
         var seconds = new List<double>();
-        Transformer.ProbeLayers = Transformer.ProbeHead = 0;
         for (int r = 0; r < repetitions; r++) seconds.Add(TimeDecode(t, first, count));
-        Console.Error.WriteLine($"PROBE per token: layers {Transformer.ProbeLayers * 1e3 / Stopwatch.Frequency / (repetitions * count):F3} ms head {Transformer.ProbeHead * 1e3 / Stopwatch.Frequency / (repetitions * count):F3} ms");
         t.Cache.Clear();
         return (new SpeedSample($"tg{count}", count, seconds), traffic);
     }
