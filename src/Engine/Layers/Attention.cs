@@ -112,7 +112,7 @@ public sealed unsafe class Attention
     }
 
     /// <summary>Multiply-adds below which the attention of one call stays on the calling thread (a tuning knob).</summary>
-    private const long MinParallelWork = 1 << 16;
+    private const long MinParallelWork = 1 << 12;
 
     private void AttendHeads(int start, int end)
     {
