@@ -54,7 +54,8 @@ public sealed class WorkerPool : IDisposable
     public void For(int count, RowJob job, int minRowsPerShare = 1)
     {
         int parts = Math.Min(Threads, Math.Max(1, count / Math.Max(1, minRowsPerShare)));
-        if (parts <= 1)
+        // a job that itself splits work (an MoE expert run on one thread while another runs on the next) does it inline
+        if (parts <= 1 || _insideJob)
         {
             job(0, count);
             return;
@@ -91,9 +92,20 @@ public sealed class WorkerPool : IDisposable
     {
         int pieces = _pieces, count = _count;
         int piece;
-        while ((piece = Interlocked.Increment(ref _nextPiece) - 1) < pieces)
-            job((int)((long)count * piece / pieces), (int)((long)count * (piece + 1) / pieces));
+        _insideJob = true;
+        try
+        {
+            while ((piece = Interlocked.Increment(ref _nextPiece) - 1) < pieces)
+                job((int)((long)count * piece / pieces), (int)((long)count * (piece + 1) / pieces));
+        }
+        finally
+        {
+            _insideJob = false;
+        }
     }
+
+    /// <summary>Whether this thread is running a piece of some pool's job (nested <see cref="For"/> calls then run inline).</summary>
+    [ThreadStatic] private static bool _insideJob;
 
     private void WorkerLoop(int share)
     {

@@ -9,14 +9,20 @@ namespace BitMoe.Engine.Layers;
 /// </summary>
 public sealed class MhMoeLayer
 {
+    private readonly Kernels.WorkerPool _pool;
+    private readonly Kernels.RowJob _runExperts;
+    private readonly float[] _pairOut;
+    private readonly int[] _pairChosen, _distinct;
+    private int _distinctCount;
     private readonly int _heads, _subDim;
     private readonly BitLinear? _headProj, _mergeProj;
     private readonly Router _router;
     private readonly DenseFfn[] _experts;
     private readonly DenseFfn? _shared;
-    private readonly float[] _split, _concat, _expertOut, _sharedOut, _weights;
+    private readonly float[] _split, _concat, _sharedOut, _weights;
     private readonly int[] _chosen;
     private readonly int[] _expertStart, _expertNext;
+    private readonly float[] _pairWeights;
     private readonly BatchScratch _scratch;
 
     /// <summary>How many times each expert ran since the last reset (for statistics and benchmarks).</summary>
@@ -36,9 +42,15 @@ public sealed class MhMoeLayer
             _experts[e] = new DenseFfn(ctx, $"{p}.experts.{e}", _subDim, c.MoeIntermediateSize, ctx.Scratch.MaxSubTokens);
         if (c.SharedExpertIntermediateSize > 0)
             _shared = new DenseFfn(ctx, $"{p}.shared_expert", d, c.SharedExpertIntermediateSize, ctx.Scratch.MaxTokens);
-        _split = new float[d]; _concat = new float[d]; _expertOut = new float[_subDim]; _sharedOut = new float[d];
+        _split = new float[d]; _concat = new float[d]; _sharedOut = new float[d];
         _weights = new float[c.NumExpertsPerTok]; _chosen = new int[c.NumExpertsPerTok];
         ExpertHits = new long[c.NumExperts];
+        _pool = ctx.Pool;
+        _runExperts = RunExperts;
+        _pairOut = new float[_heads * c.NumExpertsPerTok * _subDim];
+        _pairChosen = new int[_heads * c.NumExpertsPerTok];
+        _distinct = new int[_heads * c.NumExpertsPerTok];
+        _pairWeights = new float[_heads * c.NumExpertsPerTok];
 
         _expertStart = new int[c.NumExperts + 1]; _expertNext = new int[c.NumExperts];
         _scratch = ctx.Scratch;
@@ -71,19 +83,32 @@ public sealed class MhMoeLayer
         if (_headProj != null) _headProj.Forward(x, _split);
         else x[.._split.Length].CopyTo(_split);
 
-        // 2-4. every sub-token s_j = x'[j*d/h, (j+1)*d/h) is routed on its own; outputs land in the same slot
+        // 2-4. every sub-token s_j = x'[j*d/h, (j+1)*d/h) is routed on its own; outputs land in the same slot.
+        //    Pair j*k + r is sub-token j's r-th choice. With several threads and several distinct experts, the experts
+        //    run side by side, each whole on one thread (one expert's matrices are small: splitting each of them
+        //    across threads costs a wait per matrix); the outputs are then added in pair order either way.
+        int k = _chosen.Length, pairs = _heads * k;
         for (int j = 0; j < _heads; j++)
         {
-            var sub = _split.AsSpan(j * _subDim, _subDim);
+            _router.Route(_split.AsSpan(j * _subDim, _subDim), _chosen, _weights);
+            for (int r = 0; r < k; r++)
+            {
+                _pairChosen[j * k + r] = _chosen[r];
+                _pairWeights[j * k + r] = _weights[r];
+                ExpertHits[_chosen[r]]++;
+            }
+        }
+        _distinctCount = 0;
+        for (int i = 0; i < pairs; i++)
+            if (Array.IndexOf(_distinct, _pairChosen[i], 0, _distinctCount) < 0) _distinct[_distinctCount++] = _pairChosen[i];
+        if (_pool.Threads > 1 && _distinctCount > 1) _pool.For(_distinctCount, _runExperts);
+        else RunExperts(0, _distinctCount);
+        for (int j = 0; j < _heads; j++)
+        {
             var outSlot = _concat.AsSpan(j * _subDim, _subDim);
             outSlot.Clear();
-            _router.Route(sub, _chosen, _weights);
-            for (int k = 0; k < _chosen.Length; k++)
-            {
-                ExpertHits[_chosen[k]]++;
-                _experts[_chosen[k]].Forward(sub, _expertOut);
-                TensorPrimitives.MultiplyAdd(_expertOut, _weights[k], outSlot, outSlot);
-            }
+            for (int r = 0; r < k; r++)
+                TensorPrimitives.MultiplyAdd(_pairOut.AsSpan((j * k + r) * _subDim, _subDim), _pairWeights[j * k + r], outSlot, outSlot);
         }
 
         // 5. merge layer
@@ -95,6 +120,19 @@ public sealed class MhMoeLayer
         {
             _shared.Forward(x, _sharedOut);
             TensorPrimitives.Add(y[.._sharedOut.Length], _sharedOut, y);
+        }
+    }
+
+    /// <summary>Distinct experts [start, end) of the current token, each on every pair (sub-token) that chose it.</summary>
+    private void RunExperts(int start, int end)
+    {
+        int pairs = _heads * _chosen.Length;
+        for (int e = start; e < end; e++)
+        {
+            int expert = _distinct[e];
+            for (int i = 0; i < pairs; i++)
+                if (_pairChosen[i] == expert)
+                    _experts[expert].Forward(_split.AsSpan(i / _chosen.Length * _subDim, _subDim), _pairOut.AsSpan(i * _subDim, _subDim));
         }
     }
 
