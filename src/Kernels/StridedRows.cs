@@ -18,10 +18,11 @@ public static unsafe class StridedRows
     /// <summary>
     /// o[i] = sum_t weights[t] * rows[t][i] for i &lt; n. Every element is one chain of fused multiply-adds in
     /// t order, whatever the vector width, so all paths give the same bits as <see cref="WeightedSumScalar"/>.
-    /// The accumulators stay in registers across the rows (a block of up to 64 columns at a time).
+    /// The accumulators stay in registers across the rows (a block of up to 128 columns at a time). With
+    /// <paramref name="accumulate"/> the chains start from o instead of zero, so a run of rows may be done in pieces.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void WeightedSum(float* rows, int stride, int count, float* weights, int n, float* o)
+    public static void WeightedSum(float* rows, int stride, int count, float* weights, int n, float* o, bool accumulate = false)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
@@ -29,7 +30,14 @@ public static unsafe class StridedRows
             // head_dim 128 and 96 in one pass over the rows (8 or 6 accumulators), the rest 64 columns at a time
             for (; i + 128 <= n; i += 128)
             {
-                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+                Vector512<float> a0 = accumulate ? Vector512.Load(o + i) : default,
+                    a1 = accumulate ? Vector512.Load(o + i + 16) : default,
+                    a2 = accumulate ? Vector512.Load(o + i + 32) : default,
+                    a3 = accumulate ? Vector512.Load(o + i + 48) : default,
+                    a4 = accumulate ? Vector512.Load(o + i + 64) : default,
+                    a5 = accumulate ? Vector512.Load(o + i + 80) : default,
+                    a6 = accumulate ? Vector512.Load(o + i + 96) : default,
+                    a7 = accumulate ? Vector512.Load(o + i + 112) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
@@ -48,7 +56,12 @@ public static unsafe class StridedRows
             }
             if (i + 96 <= n)
             {
-                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
+                Vector512<float> a0 = accumulate ? Vector512.Load(o + i) : default,
+                    a1 = accumulate ? Vector512.Load(o + i + 16) : default,
+                    a2 = accumulate ? Vector512.Load(o + i + 32) : default,
+                    a3 = accumulate ? Vector512.Load(o + i + 48) : default,
+                    a4 = accumulate ? Vector512.Load(o + i + 64) : default,
+                    a5 = accumulate ? Vector512.Load(o + i + 80) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
@@ -66,7 +79,10 @@ public static unsafe class StridedRows
             }
             for (; i + 64 <= n; i += 64)
             {
-                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                Vector512<float> a0 = accumulate ? Vector512.Load(o + i) : default,
+                    a1 = accumulate ? Vector512.Load(o + i + 16) : default,
+                    a2 = accumulate ? Vector512.Load(o + i + 32) : default,
+                    a3 = accumulate ? Vector512.Load(o + i + 48) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
@@ -80,7 +96,7 @@ public static unsafe class StridedRows
             }
             for (; i + 16 <= n; i += 16)
             {
-                Vector512<float> a0 = default;
+                Vector512<float> a0 = accumulate ? Vector512.Load(o + i) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), Vector512.Create(weights[t]), a0);
                 a0.Store(o + i);
@@ -90,7 +106,10 @@ public static unsafe class StridedRows
         {
             for (; i + 32 <= n; i += 32)
             {
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                Vector256<float> a0 = accumulate ? Vector256.Load(o + i) : default,
+                    a1 = accumulate ? Vector256.Load(o + i + 8) : default,
+                    a2 = accumulate ? Vector256.Load(o + i + 16) : default,
+                    a3 = accumulate ? Vector256.Load(o + i + 24) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
@@ -104,7 +123,7 @@ public static unsafe class StridedRows
             }
             for (; i + 8 <= n; i += 8)
             {
-                Vector256<float> a0 = default;
+                Vector256<float> a0 = accumulate ? Vector256.Load(o + i) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(r), Vector256.Create(weights[t]), a0);
                 a0.Store(o + i);
@@ -114,7 +133,10 @@ public static unsafe class StridedRows
         {
             for (; i + 16 <= n; i += 16)
             {
-                Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                Vector128<float> a0 = accumulate ? Vector128.Load(o + i) : default,
+                    a1 = accumulate ? Vector128.Load(o + i + 4) : default,
+                    a2 = accumulate ? Vector128.Load(o + i + 8) : default,
+                    a3 = accumulate ? Vector128.Load(o + i + 12) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
@@ -128,46 +150,21 @@ public static unsafe class StridedRows
             }
             for (; i + 4 <= n; i += 4)
             {
-                Vector128<float> a0 = default;
+                Vector128<float> a0 = accumulate ? Vector128.Load(o + i) : default;
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride) a0 = Vector128.FusedMultiplyAdd(Vector128.Load(r), Vector128.Create(weights[t]), a0);
                 a0.Store(o + i);
             }
         }
-        WeightedSumScalar(rows, stride, count, weights, o, i, n);
-    }
-
-    /// <summary>
-    /// o[i] = fma(row[i], weight, o[i]) for i &lt; n: one step of <see cref="WeightedSum"/>'s chains, for callers that
-    /// walk the rows in the outer loop (calling this for rows 0, 1, ... on a zeroed o gives the same bits).
-    /// </summary>
-    public static void AddScaled(float* row, float weight, float* o, int n)
-    {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var p = Vector512.Create(weight);
-            for (; i + 16 <= n; i += 16) Vector512.FusedMultiplyAdd(Vector512.Load(row + i), p, Vector512.Load(o + i)).Store(o + i);
-        }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var p = Vector256.Create(weight);
-            for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(Vector256.Load(row + i), p, Vector256.Load(o + i)).Store(o + i);
-        }
-        if (Vector128.IsHardwareAccelerated)
-        {
-            var p = Vector128.Create(weight);
-            for (; i + 4 <= n; i += 4) Vector128.FusedMultiplyAdd(Vector128.Load(row + i), p, Vector128.Load(o + i)).Store(o + i);
-        }
-        for (; i < n; i++) o[i] = MathF.FusedMultiplyAdd(row[i], weight, o[i]);
+        WeightedSumScalar(rows, stride, count, weights, o, i, n, accumulate);
     }
 
     /// <summary>The reference for columns [from, n): one fused multiply-add chain per element, rows in order.</summary>
-    public static void WeightedSumScalar(float* rows, int stride, int count, float* weights, float* o, int from, int n)
+    public static void WeightedSumScalar(float* rows, int stride, int count, float* weights, float* o, int from, int n, bool accumulate = false)
     {
         for (int i = from; i < n; i++)
         {
-            float s = 0;
+            float s = accumulate ? o[i] : 0;
             for (int t = 0; t < count; t++) s = MathF.FusedMultiplyAdd(rows[(long)t * stride + i], weights[t], s);
             o[i] = s;
         }

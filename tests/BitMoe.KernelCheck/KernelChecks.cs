@@ -540,7 +540,8 @@ internal static unsafe class FloatChecks
     /// element one FMA chain in row order, on every path) and writes nothing past o[n); <see cref="StridedRows.Dots"/>
     /// equals FloatDot.F32 * scale bit for bit and writes nothing past y[count). Random rows in [-1, 1), weights in
     /// [0, 1) (softmax probabilities in attention), n in 1..130, count 1, 2, 7, 33, stride n, n + 1, n + 13 and
-    /// 2n + 5, rows starting 0 or 1 floats into their buffer.
+    /// 2n + 5, rows starting 0 or 1 floats into their buffer. Also the rows summed in two pieces, the second with
+    /// accumulate (as decoding attention does, a block of positions at a time), equal the whole sum bit for bit.
     /// </summary>
     public static void StridedRowsMatch(CheckLog log)
     {
@@ -563,9 +564,15 @@ internal static unsafe class FloatChecks
                         var y = new float[count + 1];
                         var dots = new float[count + 1];
                         y[count] = dots[count] = -12345;
-                        fixed (float* pr = rows, pw = weights, px = x, po = o, pe = expected, py = y, pd = dots)
+                        // the same rows in two pieces, the second continuing the first's chains (accumulate)
+                        var pieces = new float[n + 1];
+                        pieces[n] = -12345;
+                        int split = count / 2;
+                        fixed (float* pr = rows, pw = weights, px = x, po = o, pe = expected, py = y, pd = dots, pp = pieces)
                         {
                             float* r = pr + offset;
+                            StridedRows.WeightedSum(r, stride, split, pw, n, pp);
+                            StridedRows.WeightedSum(r + (long)split * stride, stride, count - split, pw + split, n, pp, accumulate: true);
                             StridedRows.WeightedSum(r, stride, count, pw, n, po);
                             StridedRows.WeightedSumScalar(r, stride, count, pw, pe, 0, n);
                             StridedRows.Dots(r, stride, count, px, n, scale, py);
@@ -573,6 +580,7 @@ internal static unsafe class FloatChecks
                         }
                         string shape = $"n {n}, count {count}, stride {stride}, offset {offset} (index = column, last = the float after o[n))";
                         EqualBits(log, expected, o, $"StridedRows.WeightedSum on {VectorPath}: {shape}");
+                        EqualBits(log, expected, pieces, $"StridedRows.WeightedSum in two pieces (accumulate) on {VectorPath}: {shape}");
                         EqualBits(log, dots, y, $"StridedRows.Dots on {VectorPath}: {shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)")}");
                     }
     }
