@@ -37,10 +37,12 @@ public static unsafe class FloatGemv
                 break;
             }
             case DType.BF16:
-                fixed (float* px = x)
-                    for (int r = start; r < end; r++)
-                        y[r] = FloatDot.BF16((ushort*)weights + (long)r * cols, px, cols);
+            {
+                float* px = AlignedCopy(x);
+                for (int r = start; r < end; r++)
+                    y[r] = FloatDot.BF16((ushort*)weights + (long)r * cols, px, cols);
                 break;
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(type));
         }
@@ -102,7 +104,7 @@ public static unsafe class FloatGemv
 
     /// <summary>
     /// x copied into per-thread pinned memory at a 64-byte boundary: a 64-byte load of x then never straddles two cache
-    /// lines (measured: the F16 lm_head of the bitnet-large shape 4% faster).
+    /// lines (measured: the F16 lm_head of the bitnet-large shape 4% faster). Both half types use it.
     /// </summary>
     private static float* AlignedCopy(ReadOnlySpan<float> x)
     {

@@ -206,8 +206,7 @@ public sealed unsafe class BitLinear
         /// <summary>y0 = layers[0].Forward(x), y1 = layers[1].Forward(x), y2 = layers[2].Forward(x) when there is a third.</summary>
         public void Forward(ReadOnlySpan<float> x, Span<float> y0, Span<float> y1, Span<float> y2 = default)
         {
-            if (_layers.Length > 3) throw new InvalidOperationException("at most three layers share an input");
-            if (_packed == false)
+            if (!_packed)
             {
                 _layers[0].Forward(x, y0);
                 _layers[1].Forward(x, y1);
@@ -244,11 +243,7 @@ public sealed unsafe class BitLinear
             {
                 int s = Math.Max(start, _firstRow[i]), e = Math.Min(end, _firstRow[i + 1]);
                 if (s >= e) continue;
-                var l = _layers[i];
-                s -= _firstRow[i]; e -= _firstRow[i];
-                TernaryGemv.Compute(l._packed!.Span, l.InFeatures, activations, l._dots, s, e);
-                float* y = _outputs[i];
-                fixed (int* pd = l._dots) DivideRows(pd, l._denominator, y, s, e);
+                _layers[i].PackedRows(activations, _outputs[i], s - _firstRow[i], e - _firstRow[i]);
             }
         }
     }
@@ -280,10 +275,13 @@ public sealed unsafe class BitLinear
             _y[r] = Int8Dot.Dot(_xq, w.Slice(r * InFeatures, InFeatures)) / _denominator;
     }
 
-    private void PackedRows(int start, int end)
+    private void PackedRows(int start, int end) => PackedRows(_activations!, _y, start, end);
+
+    /// <summary>Rows [start, end) of y = (codes . activations) / denominator: the packed Forward, also for a <see cref="SharedInput"/>.</summary>
+    private void PackedRows(TernaryActivations activations, float* y, int start, int end)
     {
-        TernaryGemv.Compute(_packed!.Span, InFeatures, _activations!, _dots, start, end);
-        fixed (int* pd = _dots) DivideRows(pd, _denominator, _y, start, end);
+        TernaryGemv.Compute(_packed!.Span, InFeatures, activations, _dots, start, end);
+        fixed (int* pd = _dots) DivideRows(pd, _denominator, y, start, end);
     }
 
     /// <summary>y[r] = (float)dots[r] / denominator for r in [start, end): the int to float conversion is exact (|dot| &lt; 2^24) and the division correctly rounded, vector or not.</summary>

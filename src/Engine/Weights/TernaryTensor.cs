@@ -33,18 +33,10 @@ public sealed unsafe class TernaryTensor
         return values;
     }
 
-    /// <summary>The kernels' in-memory layout (<see cref="TernaryGemv.RowStride"/> bytes per row).</summary>
-    public byte[] ToKernelLayout()
-    {
-        var dst = new byte[KernelLayoutBytes];
-        ToKernelLayout(dst);
-        return dst;
-    }
-
-    /// <summary>Bytes of the kernel layout: Rows * <see cref="TernaryGemv.RowStride"/>(Cols).</summary>
+    /// <summary>Bytes of the kernels' in-memory layout: Rows * <see cref="TernaryGemv.RowStride"/>(Cols).</summary>
     public long KernelLayoutBytes => (long)Rows * TernaryGemv.RowStride(Cols);
 
-    /// <summary>The kernel layout written into <paramref name="dst"/> (<see cref="KernelLayoutBytes"/> bytes).</summary>
+    /// <summary>The kernels' in-memory layout (<see cref="TernaryGemv.RowStride"/> bytes per row) written into <paramref name="dst"/> (<see cref="KernelLayoutBytes"/> bytes).</summary>
     public void ToKernelLayout(Span<byte> dst)
     {
         int stride = TernaryGemv.RowStride(Cols);
