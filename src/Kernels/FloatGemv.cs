@@ -32,8 +32,12 @@ public static unsafe class FloatGemv
             case DType.F16:
             {
                 float* px = AlignedCopy(x);
-                for (int r = start; r < end; r++)
-                    y[r] = FloatDot.F16((Half*)weights + (long)r * cols, px, cols);
+                if (FloatDot.TryScaleForF16(new Span<float>(px, cols)))
+                    for (int r = start; r < end; r++)
+                        y[r] = FloatDot.F16Scaled((Half*)weights + (long)r * cols, px, cols);
+                else
+                    for (int r = start; r < end; r++)
+                        y[r] = FloatDot.F16((Half*)weights + (long)r * cols, px, cols);
                 break;
             }
             case DType.BF16:

@@ -32,8 +32,11 @@ public sealed unsafe partial class HugePageArena : IDisposable
     /// <summary>Bytes of all chunks.</summary>
     public long ReservedBytes { get { lock (_lock) return _chunks.Sum(c => c.Bytes); } }
 
-    /// <summary>A zeroed block of <paramref name="bytes"/> bytes, 64-byte aligned, valid until the arena is disposed.</summary>
-    public byte* Allocate(long bytes)
+    /// <summary>
+    /// A block of <paramref name="bytes"/> bytes, 64-byte aligned, valid until the arena is disposed; zeroed unless
+    /// <paramref name="clear"/> is false (then its contents are undefined and its pages untouched until written).
+    /// </summary>
+    public byte* Allocate(long bytes, bool clear = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         lock (_lock)
@@ -52,7 +55,7 @@ public sealed unsafe partial class HugePageArena : IDisposable
             byte* block = _next;
             _next += need;
             _left -= need;
-            new Span<byte>(block, (int)Math.Min(bytes, int.MaxValue)).Clear();
+            if (clear) NativeMemory.Clear(block, (nuint)bytes);
             return block;
         }
     }

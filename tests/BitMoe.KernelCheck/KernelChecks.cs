@@ -347,6 +347,9 @@ internal static unsafe class FloatChecks
             if ((h & 0x7C00) != 0x7C00) patterns.Add((ushort)h);
         WideningIsExact(log, "F16", patterns, h => (float)BitConverter.UInt16BitsToHalf(h),
             (w, x, n) => FloatDot.F16((Half*)w, x, n));
+        // F16Scaled: the same one-hot x, scaled as TryScaleForF16 scales it (x[p] = 2^112)
+        WideningIsExact(log, "F16 (input scaled)", patterns, h => (float)BitConverter.UInt16BitsToHalf(h),
+            (w, x, n) => FloatDot.F16Scaled((Half*)w, x, n), FloatDot.F16InputScale);
     }
 
     /// <summary>The same for BF16 (widening is a 16-bit shift): all 65,282 bit patterns that are not NaN, ±inf included.</summary>
@@ -361,7 +364,7 @@ internal static unsafe class FloatChecks
 
     private delegate float Dot16(ushort* w, float* x, int n);
 
-    private static void WideningIsExact(CheckLog log, string type, List<ushort> patterns, Func<ushort, float> widen, Dot16 dot)
+    private static void WideningIsExact(CheckLog log, string type, List<ushort> patterns, Func<ushort, float> widen, Dot16 dot, float one = 1)
     {
         var expected = patterns.Select(h => widen(h) is var f && f == 0 ? 0f : f).ToArray(); // -0 -> +0: see above
         foreach (var (n, full) in Widening)
@@ -374,7 +377,7 @@ internal static unsafe class FloatChecks
                 {
                     bool all = full.Contains(p);
                     if (!all && n > 100) continue;
-                    x[p] = 1;
+                    x[p] = one;
                     int wrong = 0, tried = 0;
                     string first = "";
                     for (int k = all ? 0 : p % 61; k < patterns.Count; k += all ? 1 : 61)
@@ -423,11 +426,39 @@ internal static unsafe class FloatChecks
                     float f16 = FloatDot.F16(ph + offset, px + offset, n), f32 = FloatDot.F32(pwh, px + offset, n);
                     log.Check(BitConverter.SingleToUInt32Bits(f16) == BitConverter.SingleToUInt32Bits(f32),
                         $"F16 = F32 of the widened row on {VectorPath}: n {n}, offset {offset}: {f16:R} != {f32:R}");
+                    var xs = new float[n];
+                    new ReadOnlySpan<float>(px + offset, n).CopyTo(xs);
+                    log.Check(FloatDot.TryScaleForF16(xs), $"TryScaleForF16 refused x in [-1, 1): n {n}");
+                    fixed (float* pxs = xs)
+                    {
+                        float scaled = FloatDot.F16Scaled(ph + offset, pxs, n);
+                        log.Check(BitConverter.SingleToUInt32Bits(scaled) == BitConverter.SingleToUInt32Bits(f16),
+                            $"F16Scaled = F16 on {VectorPath}: n {n}, offset {offset}: {scaled:R} != {f16:R}");
+                    }
                     float bf16 = FloatDot.BF16(pb + offset, px + offset, n), bf32 = FloatDot.F32(pwb, px + offset, n);
                     log.Check(BitConverter.SingleToUInt32Bits(bf16) == BitConverter.SingleToUInt32Bits(bf32),
                         $"BF16 = F32 of the widened row on {VectorPath}: n {n}, offset {offset}: {bf16:R} != {bf32:R}");
                 }
             }
+    }
+
+    /// <summary>
+    /// <see cref="FloatDot.TryScaleForF16"/> scales only when every |x| is below 2^16 and none is NaN (x * 2^112
+    /// must stay finite), and leaves a refused x untouched; an accepted x is scaled exactly.
+    /// </summary>
+    public static void ScaleForF16Limits(CheckLog log)
+    {
+        foreach (var (bad, name) in new[] { (65536f, "2^16"), (-65536f, "-2^16"), (float.PositiveInfinity, "+inf"), (float.NaN, "NaN") })
+        {
+            var x = new float[] { 0.5f, -3f, bad, 1f };
+            var before = (float[])x.Clone();
+            bool scaled = FloatDot.TryScaleForF16(x);
+            log.Check(!scaled && x.AsSpan().SequenceEqual(before), $"TryScaleForF16 with {name}: scaled {scaled}, x [{string.Join(", ", x)}]");
+        }
+        var ok = new float[] { 65535.996f, -65535.996f, 1e-30f, 0 };
+        bool accepted = FloatDot.TryScaleForF16(ok);
+        log.Check(accepted && float.IsFinite(ok[0]) && ok[0] == 65535.996f * FloatDot.F16InputScale && ok[2] == 1e-30f * FloatDot.F16InputScale,
+            $"TryScaleForF16 below 2^16: accepted {accepted}, x [{string.Join(", ", ok)}]");
     }
 
     /// <summary>

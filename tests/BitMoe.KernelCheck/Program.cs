@@ -88,6 +88,7 @@ Run($"F16 widening exact ({vec})", FloatChecks.F16WideningIsExact);
 Run($"BF16 widening exact ({vec})", FloatChecks.BF16WideningIsExact);
 Run($"F16/BF16 dot = F32 of widened ({vec})", FloatChecks.HalvesEqualWidenedF32);
 Run($"FloatDot ~ scalar reference ({vec})", FloatChecks.DotsMatchScalar);
+Run("TryScaleForF16 limits", FloatChecks.ScaleForF16Limits);
 Run($"IndexOfNonFiniteF16 ({vec})", FloatChecks.IndexOfNonFiniteF16);
 Run($"StridedRows = references ({vec})", FloatChecks.StridedRowsMatch);
 foreach (var isa in Isa.Supported)

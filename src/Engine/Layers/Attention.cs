@@ -136,22 +136,25 @@ public sealed unsafe class Attention
 
     /// <summary>
     /// Heads [start, end) of a single token (decoding): the same arithmetic as <see cref="AttendHead"/> (every score
-    /// the same dot, every output element the same chain of multiply-adds in position order), with positions in the
-    /// outer loops, so the cache is read row by row: a head at a time would stride through it a row apart, one page
-    /// per row, which the hardware prefetchers do not follow.
+    /// the same dot, every output element the same chain of multiply-adds in position order), with blocks of positions
+    /// in the outer loops, so the cache is read a block of rows at a time while every head uses it: a head at a time
+    /// over the whole context would stride through it a row apart, which the hardware prefetchers follow poorly.
     /// </summary>
     private void AttendOneToken(int start, int end)
     {
         var cache = _batchCache!;
         int n = _batchPos + 1, kvDim = cache.KvDim, group = _heads / _kvHeads;
         var scoreArray = _scratch.Scores.Array;
-        fixed (float* keys = cache.Keys(_layer), values = cache.Values(_layer), q = _queries, o = _outputs, scores = scoreArray)
+        float* keys = cache.Keys(_layer), values = cache.Values(_layer);
+        fixed (float* q = _queries, o = _outputs, scores = scoreArray)
         {
-            for (int t = 0; t < n; t++)
+            // blocks of positions, as for the values below: a block's key rows stay in cache while every head scores them
+            for (int t0 = 0; t0 < n; t0 += PositionBlock)
             {
-                float* key = keys + (long)t * kvDim;
+                int count = Math.Min(PositionBlock, n - t0);
+                float* block = keys + (long)t0 * kvDim;
                 for (int h = start; h < end; h++)
-                    scores[h * _contextLength + t] = FloatDot.F32(key + h / group * _headDim, q + h * _headDim, _headDim) * _scale;
+                    StridedRows.Dots(block + h / group * _headDim, kvDim, count, q + h * _headDim, _headDim, _scale, scores + h * _contextLength + t0);
             }
             for (int h = start; h < end; h++)
             {
@@ -176,7 +179,8 @@ public sealed unsafe class Attention
     {
         int kvOffset = h / (_heads / _kvHeads) * _headDim, n = pos + 1;
         var scores = scoreRow[..n];
-        fixed (float* keys = cache.Keys(_layer), values = cache.Values(_layer), pq = q, ps = scores, po = o)
+        float* keys = cache.Keys(_layer), values = cache.Values(_layer);
+        fixed (float* pq = q, ps = scores, po = o)
         {
             StridedRows.Dots(keys + kvOffset, cache.KvDim, n, pq, _headDim, _scale, ps);
             Softmax.InPlace(scores);

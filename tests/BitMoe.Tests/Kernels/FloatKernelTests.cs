@@ -21,6 +21,7 @@ public class FloatKernelTests
     [Fact] public void F16WideningIsExactForEveryFiniteHalf() => AssertPassed(FloatChecks.F16WideningIsExact);
     [Fact] public void BF16WideningIsExactForEveryNonNaN() => AssertPassed(FloatChecks.BF16WideningIsExact);
     [Fact] public void HalfRowsEqualTheirWidenedF32Rows() => AssertPassed(FloatChecks.HalvesEqualWidenedF32);
+    [Fact] public void ScaleForF16RefusesWhatWouldOverflow() => AssertPassed(FloatChecks.ScaleForF16Limits);
     [Fact] public void DotsMatchTheScalarReference() => AssertPassed(FloatChecks.DotsMatchScalar);
     [Fact] public void IndexOfNonFiniteF16FindsTheFirst() => AssertPassed(FloatChecks.IndexOfNonFiniteF16);
     [Fact] public void StridedRowsMatchTheirReferences() => AssertPassed(FloatChecks.StridedRowsMatch);
