@@ -48,7 +48,7 @@ public sealed unsafe class Attention
         _scratch.Keys.Reserve((long)tokens * c.KvDim);
         _scratch.Values.Reserve((long)tokens * c.KvDim);
         _scratch.AttentionOut.Reserve((long)tokens * c.QDim);
-        _scratch.Scores.Reserve((long)_heads * contextLength);
+        _scratch.Scores.Reserve((long)_heads * QueryBlock * contextLength);
     }
 
     /// <summary>Bytes of weights one token reads: q, k, v, o and the sub-norm (the KV cache is not counted).</summary>
@@ -80,7 +80,7 @@ public sealed unsafe class Attention
         var k = _scratch.Keys.Take((long)count * kvDim);
         var v = _scratch.Values.Take((long)count * kvDim);
         var o = _scratch.AttentionOut.Take((long)count * qDim);
-        _scratch.Scores.Take((long)_heads * _contextLength);
+        _scratch.Scores.Take((long)_heads * QueryBlock * _contextLength);
         _q.ForwardBatch(x, q, count);
         _k.ForwardBatch(x, k, count);
         _v.ForwardBatch(x, v, count);
@@ -124,18 +124,62 @@ public sealed unsafe class Attention
             AttendOneToken(start, end);
             return;
         }
-        int qDim = _heads * _headDim;
-        for (int h = start; h < end; h++)
-        {
-            var scores = _scratch.Scores.Array.AsSpan(h * _contextLength, _contextLength);
-            for (int t = 0; t < _batchCount; t++)
-                AttendHead(h, _queries.AsSpan(t * qDim + h * _headDim, _headDim), _batchPos + t, _batchCache!, scores,
-                    _outputs.AsSpan(t * qDim + h * _headDim, _headDim));
-        }
+        AttendTokens(start, end);
+    }
+
+    /// <summary>Batch tokens per pass over a head's cached keys and values (each keeps a row of scores: 32 x context floats per head).</summary>
+    private const int QueryBlock = 32;
+
+    /// <summary>
+    /// Heads [start, end) of a batch of tokens (prompt, perplexity): token t at position pos + t attends over [0, pos + t].
+    /// For each head, up to <see cref="QueryBlock"/> tokens share one pass over the cache, a block of positions at a
+    /// time: every token scores the block's keys (then each its own softmax), and every token adds the block's values
+    /// to its output, continuing its chains from the block before. Token by token, a head's keys and values
+    /// (context x head_dim floats each, strided a cache row apart) were read from far caches once per token.
+    /// Each score is the same dot and each output element the same chain of multiply-adds in position order as in
+    /// <see cref="AttendOneToken"/>, so a prompt evaluated as a batch equals the same tokens decoded one by one, bit for bit.
+    /// </summary>
+    private void AttendTokens(int start, int end)
+    {
+        var cache = _batchCache!;
+        int kvDim = cache.KvDim, group = _heads / _kvHeads, qDim = _heads * _headDim;
+        float* keys = cache.Keys(_layer), values = cache.Values(_layer);
+        fixed (float* q = _queries, o = _outputs, scoreBase = _scratch.Scores.Array)
+            for (int h = start; h < end; h++)
+            {
+                float* kh = keys + h / group * _headDim, vh = values + h / group * _headDim;
+                float* scores = scoreBase + (long)h * QueryBlock * _contextLength;
+                for (int t0 = 0; t0 < _batchCount; t0 += QueryBlock)
+                {
+                    int tokens = Math.Min(QueryBlock, _batchCount - t0);
+                    int positions = _batchPos + t0 + tokens; // the last token's context
+                    for (int p0 = 0; p0 < positions; p0 += PositionBlock)
+                        for (int j = 0; j < tokens; j++)
+                        {
+                            int count = Math.Min(PositionBlock, _batchPos + t0 + j + 1 - p0);
+                            if (count <= 0) continue;
+                            StridedRows.Dots(kh + (long)p0 * kvDim, kvDim, count, q + (long)(t0 + j) * qDim + h * _headDim, _headDim, _scale,
+                                scores + (long)j * _contextLength + p0);
+                        }
+                    for (int j = 0; j < tokens; j++)
+                    {
+                        Softmax.InPlace(new Span<float>(scores + (long)j * _contextLength, _batchPos + t0 + j + 1));
+                        new Span<float>(o + (long)(t0 + j) * qDim + h * _headDim, _headDim).Clear();
+                    }
+                    for (int p0 = 0; p0 < positions; p0 += PositionBlock)
+                        for (int j = 0; j < tokens; j++)
+                        {
+                            int count = Math.Min(PositionBlock, _batchPos + t0 + j + 1 - p0);
+                            if (count <= 0) continue;
+                            StridedRows.WeightedSum(vh + (long)p0 * kvDim, kvDim, count, scores + (long)j * _contextLength + p0, _headDim,
+                                o + (long)(t0 + j) * qDim + h * _headDim, accumulate: true);
+                        }
+                }
+            }
     }
 
     /// <summary>
-    /// Heads [start, end) of a single token (decoding): the same arithmetic as <see cref="AttendHead"/> (every score
+    /// Heads [start, end) of a single token (decoding): the same arithmetic as <see cref="AttendTokens"/> (every score
     /// the same dot, every output element the same chain of multiply-adds in position order), with blocks of positions
     /// in the outer loops, so the cache is read a block of rows at a time while every head uses it: a head at a time
     /// over the whole context would stride through it a row apart, which the hardware prefetchers follow poorly.
@@ -171,20 +215,6 @@ public sealed unsafe class Attention
                     StridedRows.WeightedSum(block + h / group * _headDim, kvDim, count, scores + h * _contextLength + t0, _headDim,
                         o + h * _headDim, accumulate: true);
             }
-        }
-    }
-
-    /// <summary>Query head <paramref name="h"/> at position <paramref name="pos"/> over the cache [0, pos] into <paramref name="o"/>.</summary>
-    private void AttendHead(int h, ReadOnlySpan<float> q, int pos, KvCache cache, Span<float> scoreRow, Span<float> o)
-    {
-        int kvOffset = h / (_heads / _kvHeads) * _headDim, n = pos + 1;
-        var scores = scoreRow[..n];
-        float* keys = cache.Keys(_layer), values = cache.Values(_layer);
-        fixed (float* pq = q, ps = scores, po = o)
-        {
-            StridedRows.Dots(keys + kvOffset, cache.KvDim, n, pq, _headDim, _scale, ps);
-            Softmax.InPlace(scores);
-            StridedRows.WeightedSum(values + kvOffset, cache.KvDim, n, ps, _headDim, po);
         }
     }
 }
