@@ -23,25 +23,27 @@ public static class BenchCommand
         var prompt = new Option<int>("--n-prompt", "-p") { Description = "prompt tokens for the pp test (0: skip it)", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--n-gen", "-n") { Description = "tokens to generate in the tg test (0: skip it)", DefaultValueFactory = _ => 128 };
         var threads = new Option<string>("--threads", "-t") { Description = "thread counts, comma separated (e.g. 1,2)", DefaultValueFactory = _ => Environment.ProcessorCount.ToString() };
+        var depth = new Option<int>("--n-depth", "-d") { Description = "depth: tokens put in the cache (untimed) before every run of each test, as llama-bench's -d", DefaultValueFactory = _ => 0 };
         var reps = new Option<int>("--repetitions", "-r") { Description = "timed repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
         var isa = new Option<string>("--isa") { Description = "kernel instruction set: auto | scalar | avx2 | avxvnni | avx512 | neon (auto: BITMOE_ISA, else the best this CPU has)", DefaultValueFactory = _ => "auto" };
         var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
         var bwSize = new Option<int>("--bw-mib") { Description = "buffer for the memory bandwidth measurement, MiB (keep it well above the last-level cache)", DefaultValueFactory = _ => 1024 };
 
         var cmd = new Command("bench", "Measure prompt processing and generation speed (llama-bench's pp/tg tests) and how close decoding comes to the memory-bandwidth bound.")
-        { model, prompt, gen, threads, reps, isa, mode, bwSize };
+        { model, prompt, gen, depth, threads, reps, isa, mode, bwSize };
         cmd.SetAction(r => CliRunner.Run(() =>
         {
-            int p = r.GetValue(prompt), n = r.GetValue(gen), repetitions = r.GetValue(reps), mib = r.GetValue(bwSize);
+            int p = r.GetValue(prompt), n = r.GetValue(gen), d = r.GetValue(depth), repetitions = r.GetValue(reps), mib = r.GetValue(bwSize);
             if (p < 0) throw new BitMoeException($"-p: {p} prompt tokens must be 0 or more");
             if (n < 0) throw new BitMoeException($"-n: {n} generated tokens must be 0 or more");
             if (p == 0 && n == 0) throw new BitMoeException("-p and -n are both 0: nothing to measure");
+            if (d < 0) throw new BitMoeException($"-d: {d} depth tokens must be 0 or more");
             if (repetitions < 1) throw new BitMoeException($"-r: {repetitions} repetitions must be at least 1");
             if (mib < 1) throw new BitMoeException($"--bw-mib: {mib} must be at least 1");
             var threadCounts = ParseThreads(r.GetValue(threads)!);
             var forcedMode = CliRunner.ParseMode(r.GetValue(mode)!);
             SetIsa(r.GetValue(isa)!);
-            return Execute(ModelOption.Resolve(r, model), forcedMode, p, n, repetitions, threadCounts, mib * 1048576L);
+            return Execute(ModelOption.Resolve(r, model), forcedMode, p, n, d, repetitions, threadCounts, mib * 1048576L);
         }));
         return cmd;
     }
@@ -73,10 +75,11 @@ public static class BenchCommand
         catch (NotSupportedException e) { throw new BitMoeException(e.Message); }
     }
 
-    private static int Execute(string path, ExecutionMode? mode, int p, int n, int repetitions, IReadOnlyList<int> threadCounts, long bwBytes)
+    private static int Execute(string path, ExecutionMode? mode, int p, int n, int d, int repetitions, IReadOnlyList<int> threadCounts, long bwBytes)
     {
         var o = Console.Out;
-        int context = Math.Max(p, n);
+        int context = d + Math.Max(p, n);
+        int nameWidth = d > 0 ? 13 : 7;
         MemoryBandwidth? bandwidth = null;
         var roofline = new List<string>();
         try
@@ -84,32 +87,33 @@ public static class BenchCommand
             bool headerDone = false;
             foreach (int t in threadCounts)
             {
-                using var loaded = ModelLoader.Load(path, mode, context, t);
+                using var loaded = LoadForBench(path, mode, context, t, p, n, d);
                 var tf = loaded.Transformer;
                 if (!headerDone)
                 {
                     PrintHeader(loaded, path);
                     o.WriteLine();
-                    o.WriteLine($"| threads | {"test",7} | {"t/s",18} | {"weights/token",13} | {"GB/s",7} | {"mem GB/s",8} | {"roofline",8} |");
-                    o.WriteLine($"| ------: | ------: | -----------------: | ------------: | ------: | -------: | -------: |");
+                    o.WriteLine($"| threads | {"test".PadLeft(nameWidth)} | {"t/s",18} | {"weights/token",13} | {"GB/s",7} | {"mem GB/s",8} | {"roofline",8} |");
+                    o.WriteLine($"| ------: | {new string('-', nameWidth - 1)}: | -----------------: | ------------: | ------: | -------: | -------: |");
                     o.Flush();
                     headerDone = true;
                 }
                 var tokens = Benchmark.PromptTokens(p == 0 ? 1 : p, loaded.Config.VocabSize);
+                int[]? depthTokens = d > 0 ? Benchmark.PromptTokens(d, loaded.Config.VocabSize, seed: 4321) : null;
                 if (p > 0)
                 {
-                    var pp = Benchmark.RunPrompt(tf, tokens, repetitions);
-                    o.WriteLine($"| {t,7} | {pp.Name,7} | {Speed(pp),18} | {"-",13} | {"-",7} | {"-",8} | {"-",8} |");
+                    var pp = Benchmark.RunPrompt(tf, tokens, repetitions, depthTokens);
+                    o.WriteLine($"| {t,7} | {pp.Name.PadLeft(nameWidth)} | {Speed(pp),18} | {"-",13} | {"-",7} | {"-",8} | {"-",8} |");
                     o.Flush();
                 }
                 if (n > 0)
                 {
-                    var (tg, traffic) = Benchmark.RunDecode(tf, tokens[0], n, repetitions);
+                    var (tg, traffic) = Benchmark.RunDecode(tf, tokens[0], n, repetitions, depthTokens);
                     bandwidth ??= new MemoryBandwidth(bwBytes);
                     double memory = bandwidth.Measure(t);
                     double effective = traffic.WeightBytes * tg.Mean / 1e9;
                     double bound = traffic.BoundTokensPerSecond(memory);
-                    o.WriteLine($"| {t,7} | {tg.Name,7} | {Speed(tg),18} | {Mb(traffic.WeightBytes),13} | {effective,7:F2} | {memory,8:F2} | {effective / memory * 100,7:F1}% |");
+                    o.WriteLine($"| {t,7} | {tg.Name.PadLeft(nameWidth)} | {Speed(tg),18} | {Mb(traffic.WeightBytes),13} | {effective,7:F2} | {memory,8:F2} | {effective / memory * 100,7:F1}% |");
                     o.Flush();
                     roofline.Add($"roofline t={t}: memory read {memory:F2} GB/s ({bandwidth.Bytes / 1048576} MiB, best of 5) / {Mb(traffic.WeightBytes)} of weights per token " +
                         $"= at most {bound:F1} tokens/s; {tg.Name} ran at {tg.Mean:F1} tokens/s = {tg.Mean / bound * 100:F1}% of the bound ({effective:F2} GB/s)");
@@ -125,6 +129,16 @@ public static class BenchCommand
         foreach (var line in roofline) o.WriteLine(line);
         o.WriteLine($"load average at the end: {LoadAverage()}");
         return 0;
+    }
+
+    /// <summary>The model with a context of d + max(p, n); a context the model cannot hold names the options that asked for it.</summary>
+    private static LoadedModel LoadForBench(string path, ExecutionMode? mode, int context, int threads, int p, int n, int d)
+    {
+        try { return ModelLoader.Load(path, mode, context, threads); }
+        catch (BitMoeException e) when (e.Message.Contains("max_position_embeddings"))
+        {
+            throw new BitMoeException($"-d {d} + max(-p {p}, -n {n}) needs a context of {context} tokens: {e.Message}");
+        }
     }
 
     private static void PrintHeader(LoadedModel loaded, string path)

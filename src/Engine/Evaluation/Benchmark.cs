@@ -29,7 +29,7 @@ public sealed record SpeedSample(string Name, int Tokens, IReadOnlyList<double> 
 }
 
 /// <summary>
-/// What decoding one token reads, measured on a greedy decode from an empty cache: the weights every token
+/// What decoding one token reads, measured on a greedy decode from an empty cache (or one filled to a depth): the weights every token
 /// reads, plus the routed experts the router actually picked (an expert picked by several sub-tokens of the
 /// same token is read once from memory and counted once), plus, apart, the KV cache attention reads.
 /// </summary>
@@ -53,7 +53,9 @@ public sealed record DecodeTraffic(long FixedBytes, double ExpertBytes, double E
 /// llama-bench's two tests on a loaded model: <c>pp</c> (evaluate a prompt of random tokens from an empty cache)
 /// and <c>tg</c> (decode tokens one at a time from an empty cache, greedy: the next token is the argmax, no
 /// sampling cost). Each test runs once to warm up (JIT, caches, page faults; repeated while shorter than
-/// <see cref="WarmupSeconds"/>), then the timed repetitions.
+/// <see cref="WarmupSeconds"/>), then the timed repetitions. With a depth (llama-bench's <c>-d</c>), every run
+/// first fills the cache with that many other tokens, untimed, so the test measures attention over a long
+/// context; its name gains " @ dN" as in llama-bench.
 /// </summary>
 public static class Benchmark
 {
@@ -87,37 +89,48 @@ public static class Benchmark
         }
     }
 
-    /// <summary>Seconds to evaluate the prompt from an empty cache.</summary>
-    public static double TimePrompt(Transformer t, int[] tokens)
+    /// <summary>Empties the cache, then evaluates <paramref name="depth"/> (if any) as one untimed prompt.</summary>
+    public static void Fill(Transformer t, int[]? depth)
     {
         t.Cache.Clear();
+        if (depth is { Length: > 0 }) t.ForwardBatch(depth);
+    }
+
+    /// <summary>llama-bench's test name: pp512, tg128, or with a depth tg128 @ d1024.</summary>
+    public static string TestName(string test, int tokens, int[]? depth) =>
+        depth is { Length: > 0 } ? $"{test}{tokens} @ d{depth.Length}" : $"{test}{tokens}";
+
+    /// <summary>Seconds to evaluate the prompt after the cache is filled with <paramref name="depth"/> (empty if null).</summary>
+    public static double TimePrompt(Transformer t, int[] tokens, int[]? depth = null)
+    {
+        Fill(t, depth);
         long t0 = Stopwatch.GetTimestamp();
         EvaluatePrompt(t, tokens);
         return Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
-    /// <summary>Seconds to decode <paramref name="count"/> tokens from an empty cache.</summary>
-    public static double TimeDecode(Transformer t, int first, int count)
+    /// <summary>Seconds to decode <paramref name="count"/> tokens after the cache is filled with <paramref name="depth"/> (empty if null).</summary>
+    public static double TimeDecode(Transformer t, int first, int count, int[]? depth = null)
     {
-        t.Cache.Clear();
+        Fill(t, depth);
         long t0 = Stopwatch.GetTimestamp();
         Decode(t, first, count);
         return Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
     /// <summary>
-    /// Decodes <paramref name="count"/> tokens from an empty cache (untimed) and counts the bytes each reads: the
+    /// Decodes <paramref name="count"/> tokens after <see cref="Fill"/> (untimed) and counts the bytes each reads: the
     /// fixed weights, the experts each MoE layer's router picked for that token (from the ExpertHits counters,
     /// read after every token), and the KV cache. The decode is deterministic, so a timed decode from the same
     /// token reads exactly this.
     /// </summary>
-    public static DecodeTraffic MeasureTraffic(Transformer t, int first, int count)
+    public static DecodeTraffic MeasureTraffic(Transformer t, int first, int count, int[]? depth = null)
     {
+        Fill(t, depth);
         var moes = t.Layers.Select(l => l.Moe).OfType<MhMoeLayer>().ToArray();
         var before = moes.Select(m => (long[])m.ExpertHits.Clone()).ToArray();
         double expertBytes = 0, calls = 0, distinct = 0;
         int tokens = 0;
-        t.Cache.Clear();
         Decode(t, first, count, () =>
         {
             tokens++;
@@ -136,8 +149,9 @@ public static class Benchmark
             }
         });
         var c = t.Config;
-        // At position p attention reads p + 1 keys and values of kv_dim floats in every layer; averaged over p = 0..count-1.
-        double kv = 2.0 * c.NumLayers * c.KvDim * sizeof(float) * (count + 1) / 2.0;
+        // At position p attention reads p + 1 keys and values of kv_dim floats in every layer; averaged over
+        // p = d..d+count-1 for a depth d.
+        double kv = 2.0 * c.NumLayers * c.KvDim * sizeof(float) * ((depth?.Length ?? 0) + (count + 1) / 2.0);
         tokens = Math.Max(tokens, 1);
         return new DecodeTraffic(t.FixedWeightBytesPerToken, expertBytes / tokens, calls / tokens, distinct / tokens, kv, moes.Length);
     }
@@ -150,26 +164,26 @@ public static class Benchmark
     public static double WarmupSeconds { get; set; } = 0.5;
 
     /// <summary>pp: warm-up (at least one run), then <paramref name="repetitions"/> timed evaluations of <paramref name="tokens"/>.</summary>
-    public static SpeedSample RunPrompt(Transformer t, int[] tokens, int repetitions)
+    public static SpeedSample RunPrompt(Transformer t, int[] tokens, int repetitions, int[]? depth = null)
     {
         double warm = 0;
-        do warm += TimePrompt(t, tokens); while (warm < WarmupSeconds);
+        do warm += TimePrompt(t, tokens, depth); while (warm < WarmupSeconds);
         var seconds = new List<double>();
-        for (int r = 0; r < repetitions; r++) seconds.Add(TimePrompt(t, tokens));
+        for (int r = 0; r < repetitions; r++) seconds.Add(TimePrompt(t, tokens, depth));
         t.Cache.Clear();
-        return new SpeedSample($"pp{tokens.Length}", tokens.Length, seconds);
+        return new SpeedSample(TestName("pp", tokens.Length, depth), tokens.Length, seconds);
     }
 
     /// <summary>tg: warm-up (a first decode that also measures the traffic, repeated for <see cref="WarmupSeconds"/>), then <paramref name="repetitions"/> timed decodes.</summary>
-    public static (SpeedSample Speed, DecodeTraffic Traffic) RunDecode(Transformer t, int first, int count, int repetitions)
+    public static (SpeedSample Speed, DecodeTraffic Traffic) RunDecode(Transformer t, int first, int count, int repetitions, int[]? depth = null)
     {
         long t0 = Stopwatch.GetTimestamp();
-        var traffic = MeasureTraffic(t, first, count);
+        var traffic = MeasureTraffic(t, first, count, depth);
         double warm = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        while (warm < WarmupSeconds) warm += TimeDecode(t, first, count);
+        while (warm < WarmupSeconds) warm += TimeDecode(t, first, count, depth);
         var seconds = new List<double>();
-        for (int r = 0; r < repetitions; r++) seconds.Add(TimeDecode(t, first, count));
+        for (int r = 0; r < repetitions; r++) seconds.Add(TimeDecode(t, first, count, depth));
         t.Cache.Clear();
-        return (new SpeedSample($"tg{count}", count, seconds), traffic);
+        return (new SpeedSample(TestName("tg", count, depth), count, seconds), traffic);
     }
 }

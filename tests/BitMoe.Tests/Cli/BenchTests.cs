@@ -66,5 +66,16 @@ public sealed class BenchTests : IDisposable
         CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-t", "1,zero"), "-t", "'zero'");
         CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-r", "0"), "-r");
         CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-p", "0", "-n", "0"), "nothing to measure");
+        CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-d", "-3"), "-d", "0 or more");
+        CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-d", "100000", "-p", "8"), "-d 100000", "max_position_embeddings");
+    }
+
+    [Fact]
+    public void DepthNamesTheTestsAsLlamaBench()
+    {
+        var r = CliProcess.Run("bench", "-m", _gguf, "-p", "8", "-n", "4", "-d", "6", "-r", "1", "-t", "1", "--bw-mib", "8");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Matches(new Regex(@"^\|\s+1 \|\s+pp8 @ d6 \|\s+[0-9.]+ ± [0-9.]+ \|", RegexOptions.Multiline), r.Stdout);
+        Assert.Matches(new Regex(@"^\|\s+1 \|\s+tg4 @ d6 \|\s+[0-9.]+ ± [0-9.]+ \|\s+[0-9.]+ kB \|", RegexOptions.Multiline), r.Stdout);
     }
 }

@@ -87,6 +87,38 @@ public sealed class BenchmarkTests : IDisposable
     }
 
     [Fact]
+    public void DepthFillsTheCacheBeforeEachRun()
+    {
+        using var model = ModelLoader.Load(Fixtures.Dir(Fixture), ExecutionMode.Packed, 16);
+        var tf = model.Transformer;
+        var c = tf.Config;
+        var depth = Benchmark.PromptTokens(9, c.VocabSize, seed: 4321);
+        var tokens = Benchmark.PromptTokens(5, c.VocabSize);
+        var pp = Benchmark.RunPrompt(tf, tokens, 2, depth);
+        Assert.Equal("pp5 @ d9", pp.Name);
+        Assert.Equal(2, pp.Seconds.Count);
+        Assert.Equal(0, tf.Cache.Length); // left empty
+
+        var shallow = Benchmark.MeasureTraffic(tf, 3, 4);
+        var deep = Benchmark.MeasureTraffic(tf, 3, 4, depth);
+        Assert.Equal(9 + 4, tf.Cache.Length);
+        // attention at positions 9..12 reads 9 more cached positions per token than at 0..3
+        Assert.Equal(2.0 * c.NumLayers * c.KvDim * sizeof(float) * 9, deep.KvCacheBytes - shallow.KvCacheBytes, 6);
+        Assert.Equal(shallow.FixedBytes, deep.FixedBytes);
+
+        // the decode after the fill is the decode that follows those tokens: its first logits are the model's
+        Benchmark.Fill(tf, depth);
+        var afterFill = tf.Forward(tokens[0]).ToArray();
+        tf.Cache.Clear();
+        foreach (int token in depth) tf.Forward(token);
+        Assert.Equal(tf.Forward(tokens[0]).ToArray(), afterFill);
+
+        var (tg, _) = Benchmark.RunDecode(tf, tokens[0], 4, 2, depth);
+        Assert.Equal("tg4 @ d9", tg.Name);
+        Assert.Equal(2, tg.Seconds.Count);
+    }
+
+    [Fact]
     public unsafe void BandwidthProbeReadsEveryByte()
     {
         using var probe = new MemoryBandwidth(4 << 20);
