@@ -169,3 +169,45 @@ public class TernaryGemvDramBenchmarks : IWeightBytes
     [Benchmark]
     public void GemvFromMemory() => TernaryGemv.Compute(Isa, _w, Cols, _x, _y, 0, Rows);
 }
+
+/// <summary>
+/// The two loops of decoding attention for one head over a float32 KV cache of the bitnet-large shape (rows of
+/// kv_dim 1536 floats, head 96): the scores (<see cref="StridedRows.Dots"/>) and the sum over values
+/// (<see cref="StridedRows.WeightedSum"/>), single thread, at a short and a long context.
+/// </summary>
+public unsafe class AttentionBenchmarks : IDisposable
+{
+    public const int KvDim = 1536, HeadDim = 96;
+
+    [Params(128, 1024)] public int Positions;
+
+    private float* _cache, _q, _scores, _o;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rng = new Random(4);
+        long n = (long)Positions * KvDim;
+        _cache = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(n * sizeof(float)), 64);
+        for (long i = 0; i < n; i++) _cache[i] = rng.NextSingle() - 0.5f;
+        _q = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(HeadDim * sizeof(float), 64);
+        for (int i = 0; i < HeadDim; i++) _q[i] = rng.NextSingle() - 0.5f;
+        _scores = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(Positions * sizeof(float)), 64);
+        for (int i = 0; i < Positions; i++) _scores[i] = rng.NextSingle() / Positions;
+        _o = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(HeadDim * sizeof(float), 64);
+    }
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        foreach (var p in new[] { _cache, _q, _scores, _o })
+            if (p != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
+        _cache = _q = _scores = _o = null;
+    }
+
+    [Benchmark]
+    public void Scores() => StridedRows.Dots(_cache, KvDim, Positions, _q, HeadDim, 0.1f, _scores);
+
+    [Benchmark]
+    public void WeightedSum() => StridedRows.WeightedSum(_cache, KvDim, Positions, _scores, HeadDim, _o);
+}
