@@ -48,7 +48,8 @@ public sealed unsafe class Attention
         _scratch.Keys.Reserve((long)tokens * c.KvDim);
         _scratch.Values.Reserve((long)tokens * c.KvDim);
         _scratch.AttentionOut.Reserve((long)tokens * c.QDim);
-        _scratch.Scores.Reserve((long)_heads * QueryBlock * contextLength);
+        _queryBlock = (int)Math.Clamp(ScoreBudget / ((long)_heads * contextLength), 1, MaxQueryBlock);
+        _scratch.Scores.Reserve((long)_heads * _queryBlock * contextLength);
     }
 
     /// <summary>Bytes of weights one token reads: q, k, v, o and the sub-norm (the KV cache is not counted).</summary>
@@ -80,7 +81,7 @@ public sealed unsafe class Attention
         var k = _scratch.Keys.Take((long)count * kvDim);
         var v = _scratch.Values.Take((long)count * kvDim);
         var o = _scratch.AttentionOut.Take((long)count * qDim);
-        _scratch.Scores.Take((long)_heads * QueryBlock * _contextLength);
+        _scratch.Scores.Take((long)_heads * _queryBlock * _contextLength);
         _q.ForwardBatch(x, q, count);
         _k.ForwardBatch(x, k, count);
         _v.ForwardBatch(x, v, count);
@@ -127,12 +128,18 @@ public sealed unsafe class Attention
         AttendTokens(start, end);
     }
 
-    /// <summary>Batch tokens per pass over a head's cached keys and values (each keeps a row of scores: 32 x context floats per head).</summary>
-    private const int QueryBlock = 32;
+    /// <summary>Batch tokens per pass over a head's cached keys and values (each keeps a row of scores: up to 32 x context floats per head).</summary>
+    private const int MaxQueryBlock = 32;
+
+    /// <summary>Floats of scores all heads may keep at once (16 MiB): a long context with many heads takes fewer tokens per pass.</summary>
+    private const long ScoreBudget = 4L << 20;
+
+    /// <summary>Tokens per pass: <see cref="MaxQueryBlock"/>, or fewer where heads x context x 32 floats would pass <see cref="ScoreBudget"/>.</summary>
+    private readonly int _queryBlock;
 
     /// <summary>
     /// Heads [start, end) of a batch of tokens (prompt, perplexity): token t at position pos + t attends over [0, pos + t].
-    /// For each head, up to <see cref="QueryBlock"/> tokens share one pass over the cache, a block of positions at a
+    /// For each head, up to <see cref="MaxQueryBlock"/> tokens share one pass over the cache, a block of positions at a
     /// time: every token scores the block's keys (then each its own softmax), and every token adds the block's values
     /// to its output, continuing its chains from the block before. Token by token, a head's keys and values
     /// (context x head_dim floats each, strided a cache row apart) were read from far caches once per token.
@@ -148,10 +155,10 @@ public sealed unsafe class Attention
             for (int h = start; h < end; h++)
             {
                 float* kh = keys + h / group * _headDim, vh = values + h / group * _headDim;
-                float* scores = scoreBase + (long)h * QueryBlock * _contextLength;
-                for (int t0 = 0; t0 < _batchCount; t0 += QueryBlock)
+                float* scores = scoreBase + (long)h * _queryBlock * _contextLength;
+                for (int t0 = 0; t0 < _batchCount; t0 += _queryBlock)
                 {
-                    int tokens = Math.Min(QueryBlock, _batchCount - t0);
+                    int tokens = Math.Min(_queryBlock, _batchCount - t0);
                     int positions = _batchPos + t0 + tokens; // the last token's context
                     for (int p0 = 0; p0 < positions; p0 += PositionBlock)
                         for (int j = 0; j < tokens; j++)
