@@ -38,6 +38,80 @@ public static unsafe class StridedRows
     }
 
     /// <summary>
+    /// One cached row against query heads [first, end): y[h * yStride] = scale * dot(row + (h / group) * n, q + h * n)
+    /// (n = head_dim; group = query heads per key head), each dot as <see cref="FloatDot.F32"/> sums it.
+    /// Decoding scores the cache a row at a time through this, so the row is read front to back once (a head at a
+    /// time over a block of rows reads it in head-sized pieces a row apart, which the prefetchers follow poorly).
+    /// </summary>
+    public static void HeadDots(float* row, float* q, int first, int end, int group, int n, float scale, float* y, int yStride)
+    {
+        if (Vector512.IsHardwareAccelerated && n is 64 or 96 or 128)
+        {
+            for (int h = first; h < end; h++)
+                y[(long)h * yStride] = Dot512(row + h / group * n, q + (long)h * n, n) * scale;
+            return;
+        }
+        for (int h = first; h < end; h++)
+            y[(long)h * yStride] = FloatDot.F32(row + h / group * n, q + (long)h * n, n) * scale;
+    }
+
+    /// <summary>FloatDot.F32 for n = 64, 96 or 128 on 512-bit vectors, inlined: the same operations in the same order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot512(float* r, float* x, int n)
+    {
+        var zero = Vector512<float>.Zero;
+        var a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), Vector512.Load(x), zero);
+        var a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), Vector512.Load(x + 16), zero);
+        var a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), Vector512.Load(x + 32), zero);
+        var a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 48), Vector512.Load(x + 48), zero);
+        if (n == 96)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 64), Vector512.Load(x + 64), a0);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 80), Vector512.Load(x + 80), a0);
+        }
+        else if (n == 128)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 64), Vector512.Load(x + 64), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 80), Vector512.Load(x + 80), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 96), Vector512.Load(x + 96), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 112), Vector512.Load(x + 112), a3);
+        }
+        return Vector512.Sum((a0 + a1) + (a2 + a3));
+    }
+
+    /// <summary>
+    /// One cached row added to the outputs of query heads [first, end): o[h * n + i] = fma(row[(h / group) * n + i],
+    /// weights[h * wStride], o[h * n + i]) for i &lt; n - one more step of each element's chain, as
+    /// <see cref="WeightedSum"/> with <c>accumulate</c> takes it, so a run of rows through this in order gives
+    /// WeightedSum's bits. Decoding sums the values a row at a time through this (the outputs stay in L1).
+    /// </summary>
+    public static void HeadAddScaled(float* row, float* weights, long wStride, int first, int end, int group, int n, float* o)
+    {
+        for (int h = first; h < end; h++)
+        {
+            float* v = row + h / group * n, oh = o + (long)h * n;
+            float w = weights[h * wStride];
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var p = Vector512.Create(w);
+                for (; i + 16 <= n; i += 16) Vector512.FusedMultiplyAdd(Vector512.Load(v + i), p, Vector512.Load(oh + i)).Store(oh + i);
+            }
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var p = Vector256.Create(w);
+                for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(Vector256.Load(v + i), p, Vector256.Load(oh + i)).Store(oh + i);
+            }
+            if (Vector128.IsHardwareAccelerated)
+            {
+                var p = Vector128.Create(w);
+                for (; i + 4 <= n; i += 4) Vector128.FusedMultiplyAdd(Vector128.Load(v + i), p, Vector128.Load(oh + i)).Store(oh + i);
+            }
+            for (; i < n; i++) oh[i] = MathF.FusedMultiplyAdd(v[i], w, oh[i]);
+        }
+    }
+
+    /// <summary>
     /// <see cref="Dots"/> on 256-bit vectors for n a multiple of 32: FloatDot.F32's block loop only (four accumulators,
     /// from zero, over blocks of four vectors; no single vectors, no scalar tail), then Sum((a0 + a1) + (a2 + a3)).
     /// </summary>
