@@ -66,7 +66,7 @@ public sealed unsafe class Transformer : IDisposable
             ? BitLinear.Load(ctx, "lm_head", c.VocabSize, c.HiddenSize, weightName: "model.embed_tokens.weight")
             : BitLinear.Load(ctx, "lm_head", c.VocabSize, c.HiddenSize);
         weights.CheckAllTaken();
-        Cache = new KvCache(c.NumLayers, contextLength, c.KvDim, _arena);
+        Cache = new KvCache(c.NumLayers, contextLength, c.NumKvHeads, c.HeadDim, _arena);
         _x = new float[c.HiddenSize]; _normed = new float[c.HiddenSize]; _logits = new float[c.VocabSize];
     }
 

@@ -616,54 +616,6 @@ internal static unsafe class FloatChecks
                     }
     }
 
-    /// <summary>
-    /// The decode's row-at-a-time attention kernels against the per-head ones: <see cref="StridedRows.HeadDots"/> gives
-    /// every head FloatDot.F32's bits, and <see cref="StridedRows.HeadAddScaled"/> over a run of rows gives
-    /// <see cref="StridedRows.WeightedSumScalar"/>'s bits (one chain per element, rows in order), for head sizes on
-    /// and off the 512-bit special cases, grouped-query heads (2 query heads per key head) and a head range that
-    /// starts inside the row.
-    /// </summary>
-    public static void HeadRowsMatch(CheckLog log)
-    {
-        var rng = new Random(35);
-        foreach (int n in new[] { 1, 5, 16, 24, 63, 64, 96, 100, 128, 130 })
-            foreach (var (heads, group) in new[] { (1, 1), (4, 1), (6, 2), (16, 1) })
-                foreach (var (first, end) in new[] { (0, heads), (heads / 2, heads) })
-                {
-                    if (first == end) continue;
-                    int kvDim = heads / group * n, rows = 7;
-                    var cache = new float[rows * kvDim + 1];
-                    for (int i = 0; i < cache.Length; i++) cache[i] = TestData.RandomUnit(rng);
-                    var q = new float[heads * n];
-                    for (int i = 0; i < q.Length; i++) q[i] = TestData.RandomUnit(rng);
-                    var weights = new float[heads * rows];
-                    for (int i = 0; i < weights.Length; i++) weights[i] = (float)rng.NextDouble();
-                    float scale = 1 / MathF.Sqrt(n);
-                    var y = new float[heads * rows];
-                    var expectedY = new float[heads * rows];
-                    var o = new float[heads * n + 1];
-                    var expectedO = new float[heads * n + 1];
-                    o[^1] = expectedO[^1] = -12345;
-                    fixed (float* pc = cache, pq = q, pw = weights, py = y, pey = expectedY, po = o, peo = expectedO)
-                    {
-                        for (int t = 0; t < rows; t++)
-                        {
-                            StridedRows.HeadDots(pc + t * kvDim, pq, first, end, group, n, scale, py + t, rows);
-                            StridedRows.HeadAddScaled(pc + t * kvDim, pw + t, rows, first, end, group, n, po);
-                        }
-                        for (int h = first; h < end; h++)
-                        {
-                            for (int t = 0; t < rows; t++)
-                                pey[h * rows + t] = FloatDot.F32(pc + t * kvDim + h / group * n, pq + h * n, n) * scale;
-                            StridedRows.WeightedSumScalar(pc + h / group * n, kvDim, rows, pw + h * rows, peo + h * n, 0, n);
-                        }
-                    }
-                    string shape = $"n {n}, heads {heads}, group {group}, heads [{first}, {end}) (index = head * 7 + row / head * n + column)";
-                    EqualBits(log, expectedY, y, $"StridedRows.HeadDots on {VectorPath}: {shape}");
-                    EqualBits(log, expectedO, o, $"StridedRows.HeadAddScaled on {VectorPath}: {shape}");
-                }
-    }
-
     /// <summary>Equal bits (so -0 differs from +0 and NaNs compare by payload), or a failure naming the first differing index and both values.</summary>
     private static void EqualBits(CheckLog log, float[] expected, float[] actual, string what)
     {

@@ -91,7 +91,6 @@ Run($"FloatDot ~ scalar reference ({vec})", FloatChecks.DotsMatchScalar);
 Run("TryScaleForF16 limits", FloatChecks.ScaleForF16Limits);
 Run($"IndexOfNonFiniteF16 ({vec})", FloatChecks.IndexOfNonFiniteF16);
 Run($"StridedRows = references ({vec})", FloatChecks.StridedRowsMatch);
-Run($"StridedRows.HeadDots / HeadAddScaled = per-head kernels ({vec})", FloatChecks.HeadRowsMatch);
 foreach (var isa in Isa.Supported)
 {
     Run($"{isa} gemv = scalar", log => KernelChecks.GemvMatchesScalar(isa, log));

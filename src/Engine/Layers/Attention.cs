@@ -61,8 +61,7 @@ public sealed unsafe class Attention
         _qkv.Forward(x, _qBuf, _kBuf, _vBuf);
         _rope.Apply(_qBuf, _heads, pos);
         _rope.Apply(_kBuf, _kvHeads, pos);
-        _kBuf.CopyTo(cache.Key(_layer, pos));
-        _vBuf.CopyTo(cache.Value(_layer, pos));
+        cache.Write(_layer, pos, _kBuf, _vBuf);
 
         _scratch.Scores.Take((long)_heads * _contextLength);
         Attend(_qBuf, _out, 1, pos, cache);
@@ -89,8 +88,7 @@ public sealed unsafe class Attention
         {
             _rope.Apply(q.Slice(t * qDim, qDim), _heads, pos + t);
             _rope.Apply(k.Slice(t * kvDim, kvDim), _kvHeads, pos + t);
-            k.Slice(t * kvDim, kvDim).CopyTo(cache.Key(_layer, pos + t));
-            v.Slice(t * kvDim, kvDim).CopyTo(cache.Value(_layer, pos + t));
+            cache.Write(_layer, pos + t, k.Slice(t * kvDim, kvDim), v.Slice(t * kvDim, kvDim));
         }
 
         Attend(_scratch.Queries.Array, _scratch.AttentionOut.Array, count, pos, cache);
@@ -142,19 +140,18 @@ public sealed unsafe class Attention
     /// For each head, up to <see cref="MaxQueryBlock"/> tokens share one pass over the cache, a block of positions at a
     /// time: every token scores the block's keys (then each its own softmax), and every token adds the block's values
     /// to its output, continuing its chains from the block before. Token by token, a head's keys and values
-    /// (context x head_dim floats each, strided a cache row apart) were read from far caches once per token.
+    /// (context x head_dim floats each) were read from far caches once per token.
     /// Each score is the same dot and each output element the same chain of multiply-adds in position order as in
     /// <see cref="AttendOneToken"/>, so a prompt evaluated as a batch equals the same tokens decoded one by one, bit for bit.
     /// </summary>
     private void AttendTokens(int start, int end)
     {
         var cache = _batchCache!;
-        int kvDim = cache.KvDim, group = _heads / _kvHeads, qDim = _heads * _headDim;
-        float* keys = cache.Keys(_layer), values = cache.Values(_layer);
+        int hd = _headDim, group = _heads / _kvHeads, qDim = _heads * _headDim;
         fixed (float* q = _queries, o = _outputs, scoreBase = _scratch.Scores.Array)
             for (int h = start; h < end; h++)
             {
-                float* kh = keys + h / group * _headDim, vh = values + h / group * _headDim;
+                float* kh = cache.Keys(_layer, h / group), vh = cache.Values(_layer, h / group);
                 float* scores = scoreBase + (long)h * _queryBlock * _contextLength;
                 for (int t0 = 0; t0 < _batchCount; t0 += _queryBlock)
                 {
@@ -165,7 +162,7 @@ public sealed unsafe class Attention
                         {
                             int count = Math.Min(PositionBlock, _batchPos + t0 + j + 1 - p0);
                             if (count <= 0) continue;
-                            StridedRows.Dots(kh + (long)p0 * kvDim, kvDim, count, q + (long)(t0 + j) * qDim + h * _headDim, _headDim, _scale,
+                            StridedRows.Dots(kh + (long)p0 * hd, hd, count, q + (long)(t0 + j) * qDim + h * _headDim, _headDim, _scale,
                                 scores + (long)j * _contextLength + p0);
                         }
                     for (int j = 0; j < tokens; j++)
@@ -178,7 +175,7 @@ public sealed unsafe class Attention
                         {
                             int count = Math.Min(PositionBlock, _batchPos + t0 + j + 1 - p0);
                             if (count <= 0) continue;
-                            StridedRows.WeightedSum(vh + (long)p0 * kvDim, kvDim, count, scores + (long)j * _contextLength + p0, _headDim,
+                            StridedRows.WeightedSum(vh + (long)p0 * hd, hd, count, scores + (long)j * _contextLength + p0, _headDim,
                                 o + (long)(t0 + j) * qDim + h * _headDim, accumulate: true);
                         }
                 }
@@ -187,28 +184,21 @@ public sealed unsafe class Attention
 
     /// <summary>
     /// Heads [start, end) of a single token (decoding): the same arithmetic as <see cref="AttendTokens"/> (every score
-    /// the same dot, every output element the same chain of multiply-adds in position order), a cached row at a time
-    /// with every head inside it, so the keys and then the values are read front to back once. A head at a time over
-    /// blocks of rows (the batch order, which reuses a block for many tokens) reads a row in head-sized pieces a
-    /// row apart: 13% slower here on a mixtral-small cache of 1024 positions (12 layers, 100 MB, medians of 30 runs).
+    /// the same dot, every output element the same chain of multiply-adds in position order). A head's cached keys
+    /// and values are each one run of memory (<see cref="KvCache"/>), read front to back: the scores with q in
+    /// registers, then the sum over the values with the outputs in registers.
     /// </summary>
     private void AttendOneToken(int start, int end)
     {
         var cache = _batchCache!;
-        int n = _batchPos + 1, kvDim = cache.KvDim, group = _heads / _kvHeads;
-        var scoreArray = _scratch.Scores.Array;
-        float* keys = cache.Keys(_layer), values = cache.Values(_layer);
-        fixed (float* q = _queries, o = _outputs, scores = scoreArray)
-        {
-            for (int t = 0; t < n; t++)
-                StridedRows.HeadDots(keys + (long)t * kvDim, q, start, end, group, _headDim, _scale, scores + t, _contextLength);
+        int n = _batchPos + 1, hd = _headDim, group = _heads / _kvHeads;
+        fixed (float* q = _queries, o = _outputs, scores = _scratch.Scores.Array)
             for (int h = start; h < end; h++)
             {
-                Softmax.InPlace(scoreArray.AsSpan(h * _contextLength, n));
-                new Span<float>(o + h * _headDim, _headDim).Clear();
+                float* sh = scores + (long)h * _contextLength;
+                StridedRows.Dots(cache.Keys(_layer, h / group), hd, n, q + h * hd, hd, _scale, sh);
+                Softmax.InPlace(new Span<float>(sh, n));
+                StridedRows.WeightedSum(cache.Values(_layer, h / group), hd, n, sh, hd, o + h * hd);
             }
-            for (int t = 0; t < n; t++)
-                StridedRows.HeadAddScaled(values + (long)t * kvDim, scores + t, _contextLength, start, end, group, _headDim, o);
-        }
     }
 }
