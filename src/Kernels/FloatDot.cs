@@ -30,7 +30,8 @@ public static unsafe class FloatDot
     /// The halves' bits moved into float position, without the exponent rebias, are exactly w * 2^-112 (subnormal
     /// halves included, as float subnormals), so each product w * 2^-112 * x * 2^112 is the same real number w * x
     /// and every fused multiply-add rounds the same sum. Decoding reads the F16 lm_head through this loop once per
-    /// token; dropping the multiply from each load's dependency chain measured 15-25% faster on Zen 5 (one core, from memory).
+    /// token; without the multiply in each load's dependency chain it measured 8% faster on Zen 5 (a 98 MB matrix, one
+    /// thread, from memory; docs/performance.md, change 15).
     /// </summary>
     public static float F16Scaled(Half* w, float* xScaled, int n) => Dot<F16UnbiasedLoader, ushort>((byte*)w, xScaled, n);
 
@@ -169,31 +170,19 @@ public static unsafe class FloatDot
     private readonly struct F16Loader : ILoader
     {
         private const uint Magic = 0x77800000; // 2^112
-    
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load512(byte* p) => Widen(Vector512.WidenLower(Vector256.Load((short*)p).ToVector512Unsafe()));
+        public static Vector512<float> Load512(byte* p) => F16UnbiasedLoader.Load512(p) * Vector512.Create(Magic).AsSingle();
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load256(byte* p) => Widen(Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe()));
+        public static Vector256<float> Load256(byte* p) => F16UnbiasedLoader.Load256(p) * Vector256.Create(Magic).AsSingle();
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> Load128(byte* p) => Widen(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsInt16()));
+        public static Vector128<float> Load128(byte* p) => F16UnbiasedLoader.Load128(p) * Vector128.Create(Magic).AsSingle();
         public static float Load1(byte* p) => (float)*(Half*)p;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector512<float> Widen(Vector512<int> h) =>
-            ((h << 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector512.Create(Magic).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Widen(Vector256<int> h) =>
-            ((h << 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(Magic).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector128<float> Widen(Vector128<int> h) =>
-            ((h << 13) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector128.Create(Magic).AsSingle();
     }
 
     /// <summary>
-    /// <see cref="F16Loader"/> without the multiply by 2^112: each lane holds w * 2^-112 exactly, for
-    /// <see cref="F16Scaled"/>, whose input carries the 2^112.
+    /// The widening of <see cref="F16Loader"/> without its multiply by 2^112: each lane holds w * 2^-112 exactly. F16Loader
+    /// multiplies it by 2^112; <see cref="F16Scaled"/> uses it as it is, its input carrying the 2^112.
     /// </summary>
     private readonly struct F16UnbiasedLoader : ILoader
     {

@@ -89,46 +89,30 @@ public static unsafe class StridedRows
     private static void DotsHeadDim512(float* rows, int stride, int count, float* x, int n, float scale, float* y)
     {
         var x0 = Vector512.Load(x); var x1 = Vector512.Load(x + 16); var x2 = Vector512.Load(x + 32); var x3 = Vector512.Load(x + 48);
+        Vector512<float> x4 = default, x5 = default, x6 = default, x7 = default;
+        if (n >= 96) { x4 = Vector512.Load(x + 64); x5 = Vector512.Load(x + 80); }
+        if (n == 128) { x6 = Vector512.Load(x + 96); x7 = Vector512.Load(x + 112); }
         var zero = Vector512<float>.Zero;
         float* r = rows;
-        if (n == 64)
-            for (int t = 0; t < count; t++, r += stride)
-            {
-                var a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), x0, zero);
-                var a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), x1, zero);
-                var a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), x2, zero);
-                var a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 48), x3, zero);
-                y[t] = Vector512.Sum((a0 + a1) + (a2 + a3)) * scale;
-            }
-        else if (n == 96)
+        for (int t = 0; t < count; t++, r += stride)
         {
-            var x4 = Vector512.Load(x + 64); var x5 = Vector512.Load(x + 80);
-            for (int t = 0; t < count; t++, r += stride)
+            var a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), x0, zero);
+            var a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), x1, zero);
+            var a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), x2, zero);
+            var a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 48), x3, zero);
+            if (n == 96)
             {
-                var a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), x0, zero);
-                var a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), x1, zero);
-                var a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), x2, zero);
-                var a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 48), x3, zero);
                 a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 64), x4, a0);
                 a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 80), x5, a0);
-                y[t] = Vector512.Sum((a0 + a1) + (a2 + a3)) * scale;
             }
-        }
-        else
-        {
-            var x4 = Vector512.Load(x + 64); var x5 = Vector512.Load(x + 80); var x6 = Vector512.Load(x + 96); var x7 = Vector512.Load(x + 112);
-            for (int t = 0; t < count; t++, r += stride)
+            else if (n == 128)
             {
-                var a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), x0, zero);
-                var a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), x1, zero);
-                var a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), x2, zero);
-                var a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 48), x3, zero);
                 a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 64), x4, a0);
                 a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 80), x5, a1);
                 a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 96), x6, a2);
                 a3 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 112), x7, a3);
-                y[t] = Vector512.Sum((a0 + a1) + (a2 + a3)) * scale;
             }
+            y[t] = Vector512.Sum((a0 + a1) + (a2 + a3)) * scale;
         }
     }
 
