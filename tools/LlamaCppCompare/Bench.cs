@@ -101,7 +101,7 @@ public static class Bench
     }
 
     /// <summary>The 1/5/15-minute load averages (Linux), to judge how much other work shared the cores.</summary>
-    private static string LoadAverage(string when)
+    internal static string LoadAverage(string when)
     {
         try
         {
@@ -113,7 +113,7 @@ public static class Bench
     }
 
     /// <summary>n random tokens decoded in pieces of nBatch (logits for the last of each piece), as llama-bench's test_prompt.</summary>
-    private static void Prompt(SafeLLamaContextHandle handle, int n, int pos, int nBatch, int vocab, int? bos, Random rng)
+    internal static void Prompt(SafeLLamaContextHandle handle, int n, int pos, int nBatch, int vocab, int? bos, Random rng)
     {
         var batch = new LLamaBatch();
         int done = 0;
@@ -133,7 +133,7 @@ public static class Bench
     }
 
     /// <summary>n single-token decodes, as llama-bench's test_gen.</summary>
-    private static void Generate(SafeLLamaContextHandle handle, int n, int pos, int vocab, int? bos, Random rng)
+    internal static void Generate(SafeLLamaContextHandle handle, int n, int pos, int vocab, int? bos, Random rng)
     {
         var batch = new LLamaBatch();
         int token = pos == 0 && bos is int b ? b : rng.Next(vocab);
