@@ -21,7 +21,7 @@ public static class Alternate
           each timing one llama.cpp run and one BitMoe run (which goes first alternates). The same tests as bench
           (-p and -n: one value each, 0 skips). Prints both engines' mean +- sd and the median and range of the
           per-round ratios BitMoe / llama.cpp. llama.cpp's OpenMP threads must not spin while BitMoe runs:
-          OMP_WAIT_POLICY=active is refused; leave it unset or set it to passive.
+          OMP_WAIT_POLICY=active is refused; leave it unset (libgomp spins briefly at a barrier, then sleeps).
         """;
 
     public static int Run(Args a)
