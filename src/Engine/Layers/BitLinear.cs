@@ -27,14 +27,16 @@ public sealed unsafe class BitLinear
     /// <summary>
     /// Bytes one <see cref="Forward"/> reads from the weights as they sit in memory: the packed kernel layout
     /// (<see cref="TernaryGemv.RowStride"/>(in) * out), one sbyte per weight (fake-quant), or the float rows
-    /// (F32/F16/BF16, in the memory map); plus the float32 bias.
+    /// (F32/F16/BF16: in the memory map, or copied to the huge-page arena in packed mode); plus the float32 bias.
     /// </summary>
     public long WeightBytes =>
         (_packed?.Length ?? _ternary?.LongLength ?? _float!.ByteLength) + (_bias?.LongLength ?? 0) * sizeof(float);
 
-    // Exactly one of these holds the weights: float rows, one sbyte per ternary weight (fake-quant),
-    // or ternary codes in the kernels' packed layout (in the model's huge-page arena).
+    // Exactly one of these holds the weights: float rows (in the file mapping, or in packed mode in the model's
+    // huge-page arena), one sbyte per ternary weight (fake-quant), or ternary codes in the kernels' packed layout
+    // (in the arena).
     private readonly TensorView? _float;
+    private readonly HugePageArena _arena; // keeps the arena, and so float rows copied there, alive with the layer
     private readonly sbyte[]? _ternary;
     private readonly PackedMatrix? _packed;
     private readonly float _weightScale;
@@ -57,6 +59,7 @@ public sealed unsafe class BitLinear
     {
         Name = name; OutFeatures = outF; InFeatures = inF;
         _float = floatWeights; _ternary = ternary; _packed = packed; _weightScale = weightScale; _bias = bias; _pool = ctx.Pool;
+        _arena = ctx.Arena;
         _xq = floatWeights == null ? new sbyte[inF] : [];
         if (packed != null)
         {
@@ -108,7 +111,12 @@ public sealed unsafe class BitLinear
                 throw new BitMoeException($"{f.File}: tensor '{f.Name}' holds an infinite or NaN value at row {bad / inF}, column {bad % inF}; weights must be finite");
         }
         bool quantize = ctx.Mode != ExecutionMode.Fp && ctx.Config.IsQuantized(name);
-        if (!quantize) return new BitLinear(name, outF, inF, f, null, null, 0, bias, ctx);
+        if (!quantize)
+        {
+            // packed mode reads its float matrices (the lm_head, routers) from 2 MiB pages too, as the ternary ones
+            var rows = ctx.Mode == ExecutionMode.Packed ? HugePageCopy.Of(ctx.Arena, f) : f;
+            return new BitLinear(name, outF, inF, rows, null, null, 0, bias, ctx);
+        }
         var (values, scale) = Ternarizer.Quantize(f.Data, f.FloatType, outF, inF);
         return ctx.Mode == ExecutionMode.Packed
             ? new BitLinear(name, outF, inF, null, null, PackedMatrix.From(ctx.Arena, values, outF, inF), scale, bias, ctx)

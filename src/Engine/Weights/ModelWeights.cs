@@ -130,7 +130,7 @@ public sealed unsafe class ModelWeights : IDisposable
         }
 
         var view = t.ToTensorView();
-        var sliced = new TensorView { Name = hfName, File = t.File, TypeName = view.TypeName, Shape = shape, Data = data, ByteLength = sliceBytes };
+        var sliced = new TensorView { Name = hfName, File = t.File, TypeName = view.TypeName, Shape = shape, Data = data, ByteLength = sliceBytes, IsFileMapped = view.IsFileMapped };
         if (rowOrder != null) sliced = Reordered(sliced, rowOrder);
         AddFloat(hfName, sliced);
     }

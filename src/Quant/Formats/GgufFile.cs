@@ -39,7 +39,7 @@ public sealed unsafe class GgufTensor
             0 => "F32", 1 => "F16", 30 => "BF16", 28 => "F64", 24 => "I8", 25 => "I16", 26 => "I32", 27 => "I64",
             _ => throw new BitMoeException($"{File}: tensor '{Name}' has type {TypeName}; only plain element types convert to a tensor view"),
         };
-        return new TensorView { Name = Name, File = File, TypeName = dtype, Shape = Shape, Data = Data, ByteLength = ByteSize };
+        return new TensorView { Name = Name, File = File, TypeName = dtype, Shape = Shape, Data = Data, ByteLength = ByteSize, IsFileMapped = true };
     }
 }
 

@@ -15,7 +15,27 @@ public sealed unsafe class TensorView
     public required byte* Data { get; init; }
     public required long ByteLength { get; init; }
 
+    /// <summary>
+    /// True when <see cref="Data"/> points into a read-only file mapping (a GGUF or safetensors file), false for memory
+    /// the loader allocated (a reordered copy). Only a mapped view may <see cref="ReleaseMappedPages"/>.
+    /// </summary>
+    public bool IsFileMapped { get; init; }
+
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>
+    /// For a tensor copied elsewhere at load: drops the whole 4 KiB pages inside its bytes from the process's page
+    /// tables (Linux <c>madvise(MADV_DONTNEED)</c>; elsewhere nothing), so that they stop counting in its resident
+    /// memory. The file is mapped read-only, so nothing is lost: the pages stay in the page cache and a later read
+    /// maps them again. Does nothing for a view that is not <see cref="IsFileMapped"/> (it would zero the memory).
+    /// </summary>
+    public void ReleaseMappedPages()
+    {
+        if (!IsFileMapped || !OperatingSystem.IsLinux()) return;
+        const long page = 4096;
+        long start = ((long)Data + page - 1) / page * page, end = ((long)Data + ByteLength) / page * page;
+        if (end > start) _ = MappedPages.madvise((void*)start, (nuint)(end - start), MappedPages.DontNeed); // advice: a refusal only keeps the pages
+    }
 
     /// <summary>The float element type, or an error naming the tensor when it is not F32/F16/BF16.</summary>
     public DType FloatType => TypeName switch
@@ -144,7 +164,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new TensorView
         {
             Name = name, File = path, TypeName = dtype, Shape = shape,
-            Data = _base + dataStart + begin, ByteLength = end - begin,
+            Data = _base + dataStart + begin, ByteLength = end - begin, IsFileMapped = true,
         };
     }
 
