@@ -572,7 +572,8 @@ internal static unsafe class FloatChecks
     /// equals FloatDot.F32 * scale bit for bit and writes nothing past y[count). Random rows in [-1, 1), weights in
     /// [0, 1) (softmax probabilities in attention), n in 1..130, count 1, 2, 7, 33, stride n, n + 1, n + 13 and
     /// 2n + 5, rows starting 0 or 1 floats into their buffer. Also the rows summed in two pieces, the second with
-    /// accumulate (as decoding attention does, a block of positions at a time), equal the whole sum bit for bit.
+    /// accumulate (as decoding attention does, a block of positions at a time), equal the whole sum bit for bit, and
+    /// both kernels give the same bits with the decode's prefetching of rows ahead.
     /// </summary>
     public static void StridedRowsMatch(CheckLog log)
     {
@@ -598,21 +599,30 @@ internal static unsafe class FloatChecks
                         // the same rows in two pieces, the second continuing the first's chains (accumulate)
                         var pieces = new float[n + 1];
                         pieces[n] = -12345;
+                        // and with the decode's prefetching of rows ahead (reads past no row the run has)
+                        var prefetched = new float[n + 1];
+                        var prefetchedDots = new float[count + 1];
+                        prefetched[n] = -12345;
+                        prefetchedDots[count] = -12345;
                         int split = count / 2;
-                        fixed (float* pr = rows, pw = weights, px = x, po = o, pe = expected, py = y, pd = dots, pp = pieces)
+                        fixed (float* pr = rows, pw = weights, px = x, po = o, pe = expected, py = y, pd = dots, pp = pieces, pf = prefetched, pg = prefetchedDots)
                         {
                             float* r = pr + offset;
                             StridedRows.WeightedSum(r, stride, split, pw, n, pp);
                             StridedRows.WeightedSum(r + (long)split * stride, stride, count - split, pw + split, n, pp, accumulate: true);
                             StridedRows.WeightedSum(r, stride, count, pw, n, po);
+                            StridedRows.WeightedSum(r, stride, count, pw, n, pf, prefetch: true);
                             StridedRows.WeightedSumScalar(r, stride, count, pw, pe, 0, n);
                             StridedRows.Dots(r, stride, count, px, n, scale, py);
+                            StridedRows.Dots(r, stride, count, px, n, scale, pg, prefetch: true);
                             for (int t = 0; t < count; t++) pd[t] = FloatDot.F32(r + (long)t * stride, px, n) * scale;
                         }
                         string shape = $"n {n}, count {count}, stride {stride}, offset {offset} (index = column, last = the float after o[n))";
                         EqualBits(log, expected, o, $"StridedRows.WeightedSum on {VectorPath}: {shape}");
                         EqualBits(log, expected, pieces, $"StridedRows.WeightedSum in two pieces (accumulate) on {VectorPath}: {shape}");
                         EqualBits(log, dots, y, $"StridedRows.Dots on {VectorPath}: {shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)")}");
+                        EqualBits(log, expected, prefetched, $"StridedRows.WeightedSum with prefetch on {VectorPath}: {shape}");
+                        EqualBits(log, dots, prefetchedDots, $"StridedRows.Dots with prefetch on {VectorPath}: {shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)")}");
                     }
     }
 

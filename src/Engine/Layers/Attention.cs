@@ -196,9 +196,9 @@ public sealed unsafe class Attention
             for (int h = start; h < end; h++)
             {
                 float* sh = scores + (long)h * _contextLength;
-                StridedRows.Dots(cache.Keys(_layer, h / group), hd, n, q + h * hd, hd, _scale, sh);
+                StridedRows.Dots(cache.Keys(_layer, h / group), hd, n, q + h * hd, hd, _scale, sh, prefetch: true);
                 Softmax.InPlace(new Span<float>(sh, n));
-                StridedRows.WeightedSum(cache.Values(_layer, h / group), hd, n, sh, hd, o + h * hd);
+                StridedRows.WeightedSum(cache.Values(_layer, h / group), hd, n, sh, hd, o + h * hd, prefetch: true);
             }
     }
 }
