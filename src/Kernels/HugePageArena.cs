@@ -9,7 +9,7 @@ namespace BitMoe.Kernels;
 /// miss every 4 KiB, with 2 MiB pages one per 2 MiB (measured on the bitnet-large shape: the ternary gemv
 /// went from 21 to 25.5 GB/s). Everything is freed together, by <see cref="Dispose"/> or the finalizer.
 /// </summary>
-public sealed unsafe partial class HugePageArena : IDisposable
+public sealed unsafe class HugePageArena : IDisposable
 {
     private const long HugePage = 2 << 20;
     private const int Alignment = 64;
@@ -47,7 +47,7 @@ public sealed unsafe partial class HugePageArena : IDisposable
             {
                 long size = Math.Max(ChunkBytes, (need + HugePage - 1) / HugePage * HugePage);
                 var start = (byte*)NativeMemory.AlignedAlloc((nuint)size, (nuint)HugePage);
-                if (OperatingSystem.IsLinux()) _ = madvise(start, (nuint)size, MadviseHugePage); // advice only: ignore a refusal
+                MemoryAdvice.UseHugePages(start, (nuint)size);
                 _chunks.Add(((IntPtr)start, size));
                 _next = start;
                 _left = size;
@@ -59,11 +59,6 @@ public sealed unsafe partial class HugePageArena : IDisposable
             return block;
         }
     }
-
-    private const int MadviseHugePage = 14; // MADV_HUGEPAGE
-
-    [LibraryImport("libc", SetLastError = false)]
-    private static partial int madvise(void* address, nuint length, int advice);
 
     public void Dispose()
     {

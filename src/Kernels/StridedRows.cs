@@ -166,7 +166,7 @@ public static unsafe class StridedRows
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
-                    if (prefetch) PrefetchAhead(r, t, count, stride, Math.Min(n - i, 128));
+                    if (prefetch) PrefetchAhead(r, t, count, stride, 128);
                     var p = Vector512.Create(weights[t]);
                     a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), p, a0);
                     a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), p, a1);
@@ -191,7 +191,7 @@ public static unsafe class StridedRows
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
-                    if (prefetch) PrefetchAhead(r, t, count, stride, Math.Min(n - i, 128));
+                    if (prefetch) PrefetchAhead(r, t, count, stride, 96);
                     var p = Vector512.Create(weights[t]);
                     a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), p, a0);
                     a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), p, a1);
@@ -213,7 +213,7 @@ public static unsafe class StridedRows
                 float* r = rows + i;
                 for (int t = 0; t < count; t++, r += stride)
                 {
-                    if (prefetch) PrefetchAhead(r, t, count, stride, Math.Min(n - i, 128));
+                    if (prefetch) PrefetchAhead(r, t, count, stride, 64);
                     var p = Vector512.Create(weights[t]);
                     a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), p, a0);
                     a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), p, a1);

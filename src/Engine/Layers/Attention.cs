@@ -160,7 +160,7 @@ public sealed unsafe class Attention
                     for (int p0 = 0; p0 < positions; p0 += PositionBlock)
                         for (int j = 0; j < tokens; j++)
                         {
-                            int count = Math.Min(PositionBlock, _batchPos + t0 + j + 1 - p0);
+                            int count = BlockPositions(t0 + j, p0);
                             if (count <= 0) continue;
                             StridedRows.Dots(kh + (long)p0 * hd, hd, count, q + (long)(t0 + j) * qDim + h * _headDim, _headDim, _scale,
                                 scores + (long)j * _contextLength + p0);
@@ -173,7 +173,7 @@ public sealed unsafe class Attention
                     for (int p0 = 0; p0 < positions; p0 += PositionBlock)
                         for (int j = 0; j < tokens; j++)
                         {
-                            int count = Math.Min(PositionBlock, _batchPos + t0 + j + 1 - p0);
+                            int count = BlockPositions(t0 + j, p0);
                             if (count <= 0) continue;
                             StridedRows.WeightedSum(vh + (long)p0 * hd, hd, count, scores + (long)j * _contextLength + p0, _headDim,
                                 o + (long)(t0 + j) * qDim + h * _headDim, accumulate: true);
@@ -181,6 +181,9 @@ public sealed unsafe class Attention
                 }
             }
     }
+
+    /// <summary>Positions of the block starting at <paramref name="p0"/> that batch token <paramref name="t"/> attends over (none if 0 or less).</summary>
+    private int BlockPositions(int t, int p0) => Math.Min(PositionBlock, _batchPos + t + 1 - p0);
 
     /// <summary>
     /// Heads [start, end) of a single token (decoding): the same arithmetic as <see cref="AttendTokens"/> (every score

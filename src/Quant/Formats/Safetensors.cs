@@ -31,10 +31,10 @@ public sealed unsafe class TensorView
     /// </summary>
     public void ReleaseMappedPages()
     {
-        if (!IsFileMapped || !OperatingSystem.IsLinux()) return;
+        if (!IsFileMapped) return;
         const long page = 4096;
         long start = ((long)Data + page - 1) / page * page, end = ((long)Data + ByteLength) / page * page;
-        if (end > start) _ = MappedPages.madvise((void*)start, (nuint)(end - start), MappedPages.DontNeed); // advice: a refusal only keeps the pages
+        if (end > start) MemoryAdvice.DropMappedPages((void*)start, (nuint)(end - start));
     }
 
     /// <summary>The float element type, or an error naming the tensor when it is not F32/F16/BF16.</summary>
