@@ -21,6 +21,7 @@ public sealed unsafe class MemoryBandwidth : IDisposable
 
     private const int ChunkBytes = 1 << 20;
     private const int VectorBytes = 64;
+    private const int HugePageBytes = 2 << 20;
 
     private byte* _buffer;
     private readonly long _chunks;
@@ -36,7 +37,10 @@ public sealed unsafe class MemoryBandwidth : IDisposable
     {
         _chunks = Math.Max(1, bytes / ChunkBytes);
         Bytes = _chunks * ChunkBytes;
-        _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes, 4096);
+        // 2 MiB pages, as the engine's weights and KV cache have (HugePageArena): with 4 KiB pages the best pass read
+        // 2-5% less here, and the bound would flatter the engine by as much.
+        _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes, HugePageBytes);
+        MemoryAdvice.UseHugePages(_buffer, (nuint)Bytes);
         // Non-zero contents: every page really backed, and no shared zero page that reads from cache.
         for (long c = 0; c < _chunks; c++) new Span<byte>(_buffer + c * ChunkBytes, ChunkBytes).Fill((byte)(c * 31 + 7));
     }
