@@ -41,9 +41,9 @@ public sealed unsafe class BitLinear
     private readonly PackedMatrix? _packed;
     private readonly float _weightScale;
     private readonly float[]? _bias;
-    private readonly sbyte[] _xq;
-    private readonly TernaryActivations? _activations;
-    private readonly int[]? _dots;
+    // the current Forward call's int8 input and its kernel layout (DecodeBuffers of the calling thread), for the workers
+    private sbyte[]? _xq;
+    private TernaryActivations? _activations;
     private readonly WorkerPool _pool;
     private readonly RowJob _rows, _batchRows, _quantizeTokens;
     private readonly int _minRowsPerShare;
@@ -60,12 +60,6 @@ public sealed unsafe class BitLinear
         Name = name; OutFeatures = outF; InFeatures = inF;
         _float = floatWeights; _ternary = ternary; _packed = packed; _weightScale = weightScale; _bias = bias; _pool = ctx.Pool;
         _arena = ctx.Arena;
-        _xq = floatWeights == null ? new sbyte[inF] : [];
-        if (packed != null)
-        {
-            _activations = new TernaryActivations();
-            _dots = new int[outF];
-        }
         _rows = packed != null ? PackedRows : ternary != null ? TernaryRows : FloatRows;
         _batchRows = packed != null ? PackedBatchRows : ternary != null ? TernaryBatchRows : FloatBatchRows;
         _quantizeTokens = QuantizeTokens;
@@ -127,10 +121,15 @@ public sealed unsafe class BitLinear
     {
         if (_float == null)
         {
-            float xs = ActivationQuantizer.Quantize(x[..InFeatures], _xq);
+            _xq = DecodeBuffers.Quantized(InFeatures);
+            float xs = ActivationQuantizer.Quantize(x[..InFeatures], _xq.AsSpan(0, InFeatures));
             // y = (xq . Wq^T) / (s_x * s_w): the integer dot is exact, then one float division.
             _denominator = xs * _weightScale;
-            _activations?.Prepare(_xq, InFeatures);
+            if (_packed != null)
+            {
+                _activations = DecodeBuffers.Activations;
+                _activations.Prepare(_xq.AsSpan(0, InFeatures), InFeatures);
+            }
         }
         fixed (float* px = x, py = y)
         {
@@ -138,6 +137,7 @@ public sealed unsafe class BitLinear
             _pool.For(OutFeatures, _rows, _minRowsPerShare);
             _x = _y = null;
         }
+        _xq = null; _activations = null;
         if (_bias != null)
             System.Numerics.Tensors.TensorPrimitives.Add(y[..OutFeatures], _bias, y);
     }
@@ -196,6 +196,7 @@ public sealed unsafe class BitLinear
         private readonly RowJob _job;
         private readonly float*[] _outputs;
         private readonly bool _packed;
+        private TernaryActivations? _activations; // the current call's, for the workers
 
         public SharedInput(params BitLinear[] layers)
         {
@@ -224,8 +225,11 @@ public sealed unsafe class BitLinear
             if (y0.Length < _layers[0].OutFeatures || y1.Length < _layers[1].OutFeatures || (_layers.Length > 2 && y2.Length < _layers[2].OutFeatures))
                 throw new ArgumentException("an output is shorter than its layer's rows");
             var first = _layers[0];
-            float xs = ActivationQuantizer.Quantize(x[..first.InFeatures], first._xq);
-            first._activations!.Prepare(first._xq, first.InFeatures);
+            int n = first.InFeatures;
+            var xq = DecodeBuffers.Quantized(n).AsSpan(0, n);
+            float xs = ActivationQuantizer.Quantize(x[..n], xq);
+            _activations = DecodeBuffers.Activations;
+            _activations.Prepare(xq, n);
             foreach (var l in _layers) l._denominator = xs * l._weightScale;
             fixed (float* p0 = y0, p1 = y1, p2 = y2)
             {
@@ -234,6 +238,7 @@ public sealed unsafe class BitLinear
                 first._pool.For(_rows, _job, _minRowsPerShare);
                 Array.Clear(_outputs);
             }
+            _activations = null;
             AddBias(_layers[0], y0);
             AddBias(_layers[1], y1);
             if (_layers.Length > 2) AddBias(_layers[2], y2);
@@ -246,7 +251,7 @@ public sealed unsafe class BitLinear
 
         private void Rows(int start, int end)
         {
-            var activations = _layers[0]._activations!;
+            var activations = _activations!;
             for (int i = 0; i < _layers.Length; i++)
             {
                 int s = Math.Max(start, _firstRow[i]), e = Math.Min(end, _firstRow[i + 1]);
@@ -280,7 +285,7 @@ public sealed unsafe class BitLinear
     {
         var w = _ternary.AsSpan();
         for (int r = start; r < end; r++)
-            _y[r] = Int8Dot.Dot(_xq, w.Slice(r * InFeatures, InFeatures)) / _denominator;
+            _y[r] = Int8Dot.Dot(_xq.AsSpan(0, InFeatures), w.Slice(r * InFeatures, InFeatures)) / _denominator;
     }
 
     private void PackedRows(int start, int end) => PackedRows(_activations!, _y, start, end);
@@ -288,9 +293,19 @@ public sealed unsafe class BitLinear
     /// <summary>Rows [start, end) of y = (codes . activations) / denominator: the packed Forward, also for a <see cref="SharedInput"/>.</summary>
     private void PackedRows(TernaryActivations activations, float* y, int start, int end)
     {
-        TernaryGemv.Compute(_packed!.Span, InFeatures, activations, _dots, start, end);
-        fixed (int* pd = _dots) DivideRows(pd, _denominator, y, start, end);
+        // the int32 dots pass through a block on the worker's stack (hot in L1), not an array written cold every token
+        int stride = TernaryGemv.RowStride(InFeatures);
+        int* dots = stackalloc int[DotsBlock];
+        for (int r = start; r < end; r += DotsBlock)
+        {
+            int n = Math.Min(DotsBlock, end - r);
+            TernaryGemv.Compute(_packed!.Span.Slice(r * stride, n * stride), InFeatures, activations, new Span<int>(dots, n), 0, n);
+            DivideRows(dots, _denominator, y + r, 0, n);
+        }
     }
+
+    /// <summary>Rows per block of <see cref="PackedRows"/>: 1 KiB of dots.</summary>
+    private const int DotsBlock = 256;
 
     /// <summary>y[r] = (float)dots[r] / denominator for r in [start, end): the int to float conversion is exact (|dot| &lt; 2^24) and the division correctly rounded, vector or not.</summary>
     private static void DivideRows(int* dots, float denominator, float* y, int start, int end)

@@ -9,7 +9,7 @@ public sealed class DecoderLayer
     private readonly Attention _attention;
     private readonly DenseFfn? _dense;
     public MhMoeLayer? Moe { get; }
-    private readonly float[] _normed, _branch;
+    private readonly int _hidden;
     private readonly BatchScratch _scratch;
 
     public DecoderLayer(LayerContext ctx, int layer, Rope rope, int contextLength)
@@ -22,7 +22,7 @@ public sealed class DecoderLayer
         _postAttnNorm = RmsNorm.Load(w, $"{p}.post_attention_layernorm", c.HiddenSize, c.RmsNormEps);
         if (c.IsMoeLayer[layer]) Moe = new MhMoeLayer(ctx, layer);
         else _dense = new DenseFfn(ctx, $"{p}.mlp", c.HiddenSize, c.IntermediateSize, ctx.Scratch.MaxTokens);
-        _normed = new float[c.HiddenSize]; _branch = new float[c.HiddenSize];
+        _hidden = c.HiddenSize;
         _scratch = ctx.Scratch;
         _scratch.Normed.Reserve((long)_scratch.MaxTokens * c.HiddenSize);
         _scratch.Branch.Reserve((long)_scratch.MaxTokens * c.HiddenSize);
@@ -45,20 +45,22 @@ public sealed class DecoderLayer
 
     public void Forward(Span<float> x, int pos, KvCache cache)
     {
-        _inputNorm.Forward(x, _normed);
-        _attention.Forward(_normed, pos, cache, _branch);
-        TensorPrimitives.Add(x, _branch, x);
+        var normed = DecodeBuffers.Normed(_hidden);
+        var branch = DecodeBuffers.Branch(_hidden);
+        _inputNorm.Forward(x, normed);
+        _attention.Forward(normed, pos, cache, branch);
+        TensorPrimitives.Add(x, branch, x);
 
-        _postAttnNorm.Forward(x, _normed);
-        if (Moe != null) Moe.Forward(_normed, _branch);
-        else _dense!.Forward(_normed, _branch);
-        TensorPrimitives.Add(x, _branch, x);
+        _postAttnNorm.Forward(x, normed);
+        if (Moe != null) Moe.Forward(normed, branch);
+        else _dense!.Forward(normed, branch);
+        TensorPrimitives.Add(x, branch, x);
     }
 
     /// <summary>The same for <paramref name="count"/> tokens at positions [pos, pos + count): x is [count, hidden].</summary>
     public void ForwardBatch(Span<float> x, int count, int pos, KvCache cache)
     {
-        int n = count * _normed.Length;
+        int n = count * _hidden;
         x = x[..n];
         var normed = _scratch.Normed.Take(n);
         var branch = _scratch.Branch.Take(n);

@@ -12,7 +12,7 @@ public sealed class DenseFfn
     private readonly BitLinear.SharedInput _gateUp;
     private readonly RmsNorm? _subNorm;
     private readonly Activation _act;
-    private readonly float[] _g, _u;
+    private readonly int _hidden;
     private readonly BatchScratch _scratch;
 
     /// <param name="maxRows">The most rows <see cref="ForwardBatch"/> gets: tokens, or sub-tokens for an expert.</param>
@@ -25,7 +25,7 @@ public sealed class DenseFfn
         _gateUp = new BitLinear.SharedInput(_gate, _up);
         if (c.UseSubNorm) _subNorm = RmsNorm.Load(ctx.Weights, $"{prefix}.ffn_sub_norm", hidden, c.RmsNormEps);
         _act = c.HiddenAct;
-        _g = new float[hidden]; _u = new float[hidden];
+        _hidden = hidden;
         _scratch = ctx.Scratch;
         _scratch.Gate.Reserve((long)maxRows * hidden);
         _scratch.Up.Reserve((long)maxRows * hidden);
@@ -36,16 +36,18 @@ public sealed class DenseFfn
 
     public void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
-        _gateUp.Forward(x, _g, _u);
-        ActivateAndMultiply(_g, _u);
-        if (_subNorm != null) _subNorm.Forward(_g, _g);
-        _down.Forward(_g, y);
+        var g = DecodeBuffers.Gate(_hidden);
+        var u = DecodeBuffers.Up(_hidden);
+        _gateUp.Forward(x, g, u);
+        ActivateAndMultiply(g, u);
+        if (_subNorm != null) _subNorm.Forward(g, g);
+        _down.Forward(g, y);
     }
 
     /// <summary>The same for <paramref name="count"/> rows at once: x is [count, width], y is [count, width].</summary>
     public void ForwardBatch(ReadOnlySpan<float> x, Span<float> y, int count)
     {
-        int hidden = _g.Length;
+        int hidden = _hidden;
         var g = _scratch.Gate.Take((long)count * hidden);
         var u = _scratch.Up.Take((long)count * hidden);
         _gate.ForwardBatch(x, g, count);
@@ -58,7 +60,7 @@ public sealed class DenseFfn
     /// <summary>g = act(g) * u, element by element, a row (of <c>hidden</c> values) at a time.</summary>
     private void ActivateAndMultiply(Span<float> g, ReadOnlySpan<float> u)
     {
-        int hidden = _g.Length;
+        int hidden = _hidden;
         if (_act == Activation.Silu)
         {
             // silu(g) = g * sigmoid(g) = g / (1 + exp(-g)), vectorised in blocks of each row: every element of a row
