@@ -16,6 +16,26 @@ public class WorkerPoolTests
     }
 
     [Fact]
+    public void ThreadsWorkThroughTheirOwnRunsInOrderAndTakeOverASlowThreadsRest()
+    {
+        using var pool = new WorkerPool(2);
+        int caller = Environment.CurrentManagedThreadId;
+        const int count = 64; // 8 pieces of 8 rows: the caller's run is [0, 32), the worker's [32, 64)
+        var hits = new int[count];
+        var callerPieces = new List<int>();
+        pool.For(count, (s, e) =>
+        {
+            for (int i = s; i < e; i++) Interlocked.Increment(ref hits[i]);
+            if (Environment.CurrentManagedThreadId == caller) lock (callerPieces) callerPieces.Add(s);
+            else Thread.Sleep(100); // a slow worker: the caller finishes its own run, then takes the worker's from the end
+        });
+        Assert.All(hits, h => Assert.Equal(1, h));
+        Assert.Equal([0, 8, 16, 24], callerPieces.Take(4));
+        Assert.True(callerPieces.Count >= 5, $"the caller ran {callerPieces.Count} of 8 pieces");
+        Assert.Equal(callerPieces.Skip(4).OrderByDescending(s => s), callerPieces.Skip(4));
+    }
+
+    [Fact]
     public void AWorkerFailureReachesTheCaller()
     {
         using var pool = new WorkerPool(2);
