@@ -27,10 +27,11 @@ public static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "timed repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
         var isa = new Option<string>("--isa") { Description = "kernel instruction set: auto | scalar | avx2 | avxvnni | avx512 | neon (auto: BITMOE_ISA, else the best this CPU has)", DefaultValueFactory = _ => "auto" };
         var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
+        var cacheType = CacheTypeOption.Create();
         var bwSize = new Option<int>("--bw-mib") { Description = "buffer for the memory bandwidth measurement, MiB (keep it well above the last-level cache)", DefaultValueFactory = _ => 1024 };
 
         var cmd = new Command("bench", "Measure prompt processing and generation speed (llama-bench's pp/tg tests) and how close decoding comes to the memory-bandwidth bound.")
-        { model, prompt, gen, depth, threads, reps, isa, mode, bwSize };
+        { model, prompt, gen, depth, threads, reps, isa, mode, cacheType, bwSize };
         cmd.SetAction(r => CliRunner.Run(() =>
         {
             int p = r.GetValue(prompt), n = r.GetValue(gen), d = r.GetValue(depth), repetitions = r.GetValue(reps), mib = r.GetValue(bwSize);
@@ -42,8 +43,9 @@ public static class BenchCommand
             if (mib < 1) throw new BitMoeException($"--bw-mib: {mib} must be at least 1");
             var threadCounts = ParseThreads(r.GetValue(threads)!);
             var forcedMode = CliRunner.ParseMode(r.GetValue(mode)!);
+            var kvType = CacheTypeOption.Parse(r.GetValue(cacheType)!);
             SetIsa(r.GetValue(isa)!);
-            return Execute(ModelOption.Resolve(r, model), forcedMode, p, n, d, repetitions, threadCounts, mib * 1048576L);
+            return Execute(ModelOption.Resolve(r, model), forcedMode, kvType, p, n, d, repetitions, threadCounts, mib * 1048576L);
         }));
         return cmd;
     }
@@ -75,7 +77,7 @@ public static class BenchCommand
         catch (NotSupportedException e) { throw new BitMoeException(e.Message); }
     }
 
-    private static int Execute(string path, ExecutionMode? mode, int p, int n, int d, int repetitions, IReadOnlyList<int> threadCounts, long bwBytes)
+    private static int Execute(string path, ExecutionMode? mode, DType cacheType, int p, int n, int d, int repetitions, IReadOnlyList<int> threadCounts, long bwBytes)
     {
         var o = Console.Out;
         int context = d + Math.Max(p, n);
@@ -87,7 +89,7 @@ public static class BenchCommand
             bool headerDone = false;
             foreach (int t in threadCounts)
             {
-                using var loaded = LoadForBench(path, mode, context, t, p, n, d);
+                using var loaded = LoadForBench(path, mode, cacheType, context, t, p, n, d);
                 var tf = loaded.Transformer;
                 if (!headerDone)
                 {
@@ -132,9 +134,9 @@ public static class BenchCommand
     }
 
     /// <summary>The model with a context of d + max(p, n); a context the model cannot hold names the options that asked for it.</summary>
-    private static LoadedModel LoadForBench(string path, ExecutionMode? mode, int context, int threads, int p, int n, int d)
+    private static LoadedModel LoadForBench(string path, ExecutionMode? mode, DType cacheType, int context, int threads, int p, int n, int d)
     {
-        try { return ModelLoader.Load(path, mode, context, threads); }
+        try { return ModelLoader.Load(path, mode, context, threads, kvCacheType: cacheType); }
         catch (BitMoeException e) when (e.Message.Contains("max_position_embeddings"))
         {
             throw new BitMoeException($"-d {d} + max(-p {p}, -n {n}) needs a context of {context} tokens: {e.Message}");
@@ -154,7 +156,7 @@ public static class BenchCommand
         var o = Console.Out;
         o.WriteLine($"model:   {path} ({Describe(path)}; {shape})");
         o.WriteLine($"size:    {FileBytes(path) / 1048576.0:F2} MiB on disk; {tf.TotalWeightBytes / 1048576.0:F2} MiB of weights in memory ({tf.Mode.ToString().ToLowerInvariant()})");
-        o.WriteLine($"params:  {total / 1e6:F2} M total, {active / 1e6:F2} M active per token");
+        o.WriteLine($"params:  {total / 1e6:F2} M total, {active / 1e6:F2} M active per token; KV cache {tf.Cache.ElementType.ToString().ToLowerInvariant()}");
         o.WriteLine($"isa:     {Isa.Current}{(Isa.CurrentGemm != Isa.Current ? $" (batches: {Isa.CurrentGemm})" : "")} (supported here: {string.Join(", ", Isa.Supported)}); vectors: {VectorWidth()}");
         o.WriteLine($"machine: {Environment.ProcessorCount} CPUs, load average {LoadAverage()}");
     }
@@ -165,7 +167,7 @@ public static class BenchCommand
         string experts = tr.MoeLayers == 0 ? "no routed experts"
             : $"routed experts {Mb(tr.ExpertBytes)} ({tr.ExpertCallsPerToken / tr.MoeLayers:F2} expert calls, {tr.DistinctExpertsPerToken / tr.MoeLayers:F2} distinct experts per MoE layer per token)";
         return $"decode weights per token: {Mb(tr.WeightBytes)} = fixed {Mb(tr.FixedBytes)} (embedding row {tf.EmbeddingRowBytes} B) + {experts}; " +
-               $"the KV cache adds {Mb(tr.KvCacheBytes)} per token on average (not counted)";
+               $"the KV cache ({tf.Cache.ElementType.ToString().ToLowerInvariant()}) adds {Mb(tr.KvCacheBytes)} per token on average (not counted)";
     }
 
     private static string Speed(SpeedSample s) => $"{s.Mean:F2} ± {s.StdDev:F2}";

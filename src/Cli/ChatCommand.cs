@@ -21,6 +21,7 @@ public static class ChatCommand
         var n = new Option<int>("--n-predict", "-n") { Description = "tokens per reply (-1: until the end of the turn)", DefaultValueFactory = _ => -1 };
         var ctx = new Option<int?>("--ctx-size", "-c") { Description = "context length (default: max_position_embeddings)" };
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
+        var cacheType = CacheTypeOption.Create();
         var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
         var shift = new Option<bool>("--context-shift") { Description = "when the context is full, keep the system prompt and the latest half of the conversation (re-evaluated) instead of refusing the turn" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "print token counts and speed for every turn on stderr" };
@@ -28,7 +29,7 @@ public static class ChatCommand
         var cmd = new Command("chat", "Chat with the model: one message per line on stdin; /reset starts over, /exit or end of input ends.")
         { model, system, template };
         sampling.AddTo(cmd);
-        foreach (var o in new Option[] { n, ctx, threads, mode, shift, verbose }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { n, ctx, cacheType, threads, mode, shift, verbose }) cmd.Options.Add(o);
 
         cmd.SetAction(r => CliRunner.Run(() =>
         {
@@ -40,7 +41,8 @@ public static class ChatCommand
             if (string.IsNullOrEmpty(systemText)) systemText = null;
             bool beVerbose = r.GetValue(verbose);
 
-            using var loaded = ModelLoader.Load(ModelOption.Resolve(r, model), CliRunner.ParseMode(r.GetValue(mode)!), r.GetValue(ctx), r.GetValue(threads));
+            using var loaded = ModelLoader.Load(ModelOption.Resolve(r, model), CliRunner.ParseMode(r.GetValue(mode)!), r.GetValue(ctx), r.GetValue(threads),
+                kvCacheType: CacheTypeOption.Parse(r.GetValue(cacheType)!));
             var chatTemplate = ChatTemplate.Default(loaded, templateName);
             var session = new ChatSession(loaded, chatTemplate, new Sampler(samplingParams, loaded.Config.VocabSize), new ChatOptions
             {

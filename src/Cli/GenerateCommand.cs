@@ -18,18 +18,20 @@ public static class GenerateCommand
         var sampling = new SamplingOptions();
         var ctx = new Option<int?>("--ctx-size", "-c") { Description = "context length (default: max_position_embeddings)" };
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
+        var cacheType = CacheTypeOption.Create();
         var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
 
         var cmd = new Command("generate", "Continue a prompt with the model, streaming text as it is produced.")
         { model, prompt, promptFile, n };
         sampling.AddTo(cmd);
-        cmd.Options.Add(ctx); cmd.Options.Add(threads); cmd.Options.Add(mode);
+        cmd.Options.Add(ctx); cmd.Options.Add(cacheType); cmd.Options.Add(threads); cmd.Options.Add(mode);
         cmd.SetAction(r => CliRunner.Run(() =>
         {
             CliRunner.SetThreads(r.GetValue(threads));
             string text = ReadPrompt(r.GetValue(prompt), r.GetValue(promptFile));
             var samplingParams = sampling.Read(r);
-            using var loaded = ModelLoader.Load(ModelOption.Resolve(r, model), CliRunner.ParseMode(r.GetValue(mode)!), r.GetValue(ctx), r.GetValue(threads));
+            using var loaded = ModelLoader.Load(ModelOption.Resolve(r, model), CliRunner.ParseMode(r.GetValue(mode)!), r.GetValue(ctx), r.GetValue(threads),
+                kvCacheType: CacheTypeOption.Parse(r.GetValue(cacheType)!));
             var ids = loaded.Tokenizer.Encode(text);
             var generator = new Generator(loaded);
             var sampler = new Sampler(samplingParams, loaded.Config.VocabSize);

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using BitMoe.Engine;
 using BitMoe.Engine.Evaluation;
 using BitMoe.Engine.Layers;
+using BitMoe.Kernels;
 using BitMoe.Quant;
 
 namespace BitMoe.Cli;
@@ -18,17 +19,19 @@ public static class PerplexityCommand
         var models = new Option<string[]>("--model", "-m") { Description = "model (repeat to compare models)", Required = true, AllowMultipleArgumentsPerToken = false };
         var file = new Option<string>("--file", "-f") { Description = "text file to score", Required = true };
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "tokens per chunk", DefaultValueFactory = _ => 512 };
+        var cacheType = CacheTypeOption.Create();
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads", DefaultValueFactory = _ => Math.Max(1, Environment.ProcessorCount) };
         var mode = new Option<string>("--mode") { Description = "auto | fp | fakequant | packed, or a comma list to compare modes (auto: packed for a ternary GGUF file, fp for a checkpoint folder)", DefaultValueFactory = _ => "auto" };
 
         var cmd = new Command("perplexity",
             "Perplexity of a text file in non-overlapping chunks of -c tokens; with several -m or modes, also delta PPL, KL divergence and top-1 agreement against the first run.")
-        { models, file, ctx, threads, mode };
-        cmd.SetAction(r => CliRunner.Run(() => Execute(r.GetValue(models)!, r.GetValue(file)!, r.GetValue(ctx), r.GetValue(threads), r.GetValue(mode)!)));
+        { models, file, ctx, cacheType, threads, mode };
+        cmd.SetAction(r => CliRunner.Run(() => Execute(r.GetValue(models)!, r.GetValue(file)!, r.GetValue(ctx), r.GetValue(threads), r.GetValue(mode)!,
+            CacheTypeOption.Parse(r.GetValue(cacheType)!))));
         return cmd;
     }
 
-    private static int Execute(string[] modelPaths, string path, int chunk, int threads, string modeList)
+    private static int Execute(string[] modelPaths, string path, int chunk, int threads, string modeList, DType cacheType)
     {
         CliRunner.SetThreads(threads);
         if (!File.Exists(path)) throw new BitMoeException($"{path}: text file not found");
@@ -44,7 +47,7 @@ public static class PerplexityCommand
             foreach (var m in modelPaths)
                 foreach (var mode in modes)
                 {
-                    var model = ModelLoader.Load(m, mode, chunk, threads);
+                    var model = ModelLoader.Load(m, mode, chunk, threads, kvCacheType: cacheType);
                     loaded.Add((model, $"{m} [{model.Transformer.Mode.ToString().ToLowerInvariant()}]"));
                 }
 

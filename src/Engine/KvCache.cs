@@ -1,4 +1,6 @@
+using System.Numerics.Tensors;
 using BitMoe.Kernels;
+using BitMoe.Quant;
 
 namespace BitMoe.Engine;
 
@@ -10,10 +12,20 @@ namespace BitMoe.Engine;
 /// The memory comes from the model's <see cref="HugePageArena"/> (2 MiB pages), is not cleared (a position is
 /// always written before attention reads it), so pages are touched only as the context fills, and lives as long
 /// as the arena.
+/// Elements are float32 (<see cref="DType.F32"/>, the default: attention then computes exactly what the PyTorch
+/// reference does) or IEEE half (<see cref="DType.F16"/>, llama.cpp's default cache type): half the memory, and half
+/// the bytes each decoded token reads from it, for keys and values rounded to 11 significant bits.
 /// </summary>
 public sealed unsafe class KvCache
 {
-    private readonly float*[] _keys, _values;
+    private readonly byte*[] _keys, _values;
+    private readonly float[]? _clamped;
+
+    /// <summary>The largest finite half; F16 stores clamp to it (a key past it would become infinite, and a score NaN).</summary>
+    private const float HalfMax = 65504f;
+
+    /// <summary>F32 or F16.</summary>
+    public DType ElementType { get; }
 
     public int Capacity { get; }
     public int KvHeads { get; }
@@ -22,23 +34,35 @@ public sealed unsafe class KvCache
     /// <summary>Number of positions that hold valid keys and values.</summary>
     public int Length { get; internal set; }
 
-    public KvCache(int layers, int capacity, int kvHeads, int headDim, HugePageArena arena)
+    public KvCache(int layers, int capacity, int kvHeads, int headDim, HugePageArena arena, DType elementType = DType.F32)
     {
-        Capacity = capacity; KvHeads = kvHeads; HeadDim = headDim;
-        _keys = new float*[layers];
-        _values = new float*[layers];
-        long bytes = (long)capacity * kvHeads * headDim * sizeof(float);
+        if (elementType is not (DType.F32 or DType.F16))
+            throw new BitMoeException($"KV cache type {elementType.ToString().ToLowerInvariant()} is not supported (expected f32 or f16)");
+        Capacity = capacity; KvHeads = kvHeads; HeadDim = headDim; ElementType = elementType;
+        _keys = new byte*[layers];
+        _values = new byte*[layers];
+        long bytes = (long)capacity * kvHeads * headDim * ElementSize;
         for (int l = 0; l < layers; l++)
         {
-            _keys[l] = (float*)arena.Allocate(bytes, clear: false);
-            _values[l] = (float*)arena.Allocate(bytes, clear: false);
+            _keys[l] = (byte*)arena.Allocate(bytes, clear: false);
+            _values[l] = (byte*)arena.Allocate(bytes, clear: false);
         }
+        if (elementType == DType.F16) _clamped = new float[KvDim];
     }
 
-    /// <summary>The cached keys of one key/value head of one layer: position p at [p * HeadDim, (p + 1) * HeadDim).</summary>
-    public float* Keys(int layer, int kvHead) => _keys[layer] + (long)kvHead * Capacity * HeadDim;
+    /// <summary>Bytes per cached element: 4 or 2.</summary>
+    public int ElementSize => DTypeInfo.Size(ElementType);
+
+    /// <summary>Bytes one position occupies in one layer, keys and values together.</summary>
+    public long BytesPerPosition => 2L * KvDim * ElementSize;
+
+    /// <summary>
+    /// The cached keys of one key/value head of one layer, elements of <see cref="ElementType"/>: position p at
+    /// [p * HeadDim, (p + 1) * HeadDim).
+    /// </summary>
+    public void* Keys(int layer, int kvHead) => _keys[layer] + (long)kvHead * Capacity * HeadDim * ElementSize;
     /// <summary>The cached values of one key/value head, laid out as <see cref="Keys"/>.</summary>
-    public float* Values(int layer, int kvHead) => _values[layer] + (long)kvHead * Capacity * HeadDim;
+    public void* Values(int layer, int kvHead) => _values[layer] + (long)kvHead * Capacity * HeadDim * ElementSize;
 
     /// <summary>Stores one position's key and value (each KvDim floats, head after head).</summary>
     public void Write(int layer, int pos, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
@@ -47,9 +71,23 @@ public sealed unsafe class KvCache
         if (key.Length != KvDim || value.Length != KvDim) throw new ArgumentException($"a key and a value hold {KvDim} floats");
         for (int h = 0; h < KvHeads; h++)
         {
-            key.Slice(h * HeadDim, HeadDim).CopyTo(new Span<float>(Keys(layer, h) + (long)pos * HeadDim, HeadDim));
-            value.Slice(h * HeadDim, HeadDim).CopyTo(new Span<float>(Values(layer, h) + (long)pos * HeadDim, HeadDim));
+            Store(key.Slice(h * HeadDim, HeadDim), (byte*)Keys(layer, h), pos);
+            Store(value.Slice(h * HeadDim, HeadDim), (byte*)Values(layer, h), pos);
         }
+    }
+
+    /// <summary>One head's row at position <paramref name="pos"/> of a run: copied, or clamped to the finite halves and rounded to nearest even.</summary>
+    private void Store(ReadOnlySpan<float> row, byte* run, int pos)
+    {
+        byte* dst = run + (long)pos * HeadDim * ElementSize;
+        if (ElementType == DType.F32)
+        {
+            row.CopyTo(new Span<float>(dst, HeadDim));
+            return;
+        }
+        var clamped = _clamped.AsSpan(0, HeadDim);
+        TensorPrimitives.Clamp(row, -HalfMax, HalfMax, clamped);
+        TensorPrimitives.ConvertToHalf(clamped, new Span<Half>(dst, HeadDim));
     }
 
     /// <summary>Forgets everything: the next token is evaluated at position 0.</summary>

@@ -1,3 +1,4 @@
+using BitMoe.Kernels;
 using BitMoe.Engine.Weights;
 using BitMoe.Engine.Layers;
 using BitMoe.Engine.Tokenization;
@@ -32,24 +33,29 @@ public static class ModelLoader
     /// </summary>
     /// <param name="contextLength">Positions the KV cache holds; null means max_position_embeddings.</param>
     /// <param name="maxBatch">Tokens per batched forward pass (<see cref="Transformer.MaxBatch"/>).</param>
+    /// <param name="kvCacheType">Element type of the KV cache: F32 (exact against the reference) or F16 (<see cref="KvCache"/>).</param>
     public static LoadedModel Load(string path, ExecutionMode? mode, int? contextLength = null, int threads = 1,
-        int maxBatch = Transformer.DefaultMaxBatch)
+        int maxBatch = Transformer.DefaultMaxBatch, DType kvCacheType = DType.F32)
     {
-        if (Directory.Exists(path)) return LoadFolder(path, mode ?? ExecutionMode.Fp, contextLength, threads, maxBatch);
-        if (File.Exists(path)) return LoadGguf(path, mode, contextLength, threads, maxBatch);
+        var options = new BuildOptions(contextLength, threads, maxBatch, kvCacheType);
+        if (Directory.Exists(path)) return LoadFolder(path, mode ?? ExecutionMode.Fp, options);
+        if (File.Exists(path)) return LoadGguf(path, mode, options);
         throw new BitMoeException($"{path}: model path does not exist");
     }
 
-    private static LoadedModel LoadFolder(string path, ExecutionMode mode, int? contextLength, int threads, int maxBatch)
+    /// <summary>What the forward pass is built with besides the weights.</summary>
+    private readonly record struct BuildOptions(int? ContextLength, int Threads, int MaxBatch, DType KvCacheType);
+
+    private static LoadedModel LoadFolder(string path, ExecutionMode mode, BuildOptions options)
     {
         var config = ModelConfig.Load(System.IO.Path.Combine(path, "config.json"));
         var tokenizer = TextTokenizer.Load(System.IO.Path.Combine(path, "tokenizer.json"));
-        CheckFits(path, config, tokenizer, contextLength);
+        CheckFits(path, config, tokenizer, options.ContextLength);
         var weights = ModelWeights.OpenFolder(path);
-        return Build(path, weights, config, tokenizer, mode, contextLength, threads, maxBatch);
+        return Build(path, weights, config, tokenizer, mode, options);
     }
 
-    private static LoadedModel LoadGguf(string path, ExecutionMode? mode, int? contextLength, int threads, int maxBatch)
+    private static LoadedModel LoadGguf(string path, ExecutionMode? mode, BuildOptions options)
     {
         var file = GgufFile.Open(path, TernaryGguf.Types);
         ModelWeights weights;
@@ -59,7 +65,7 @@ public static class ModelLoader
         {
             config = GgufModelMetadata.ReadConfig(file, out string arch);
             tokenizer = GgufModelMetadata.ReadTokenizer(file);
-            CheckFits(path, config, tokenizer, contextLength);
+            CheckFits(path, config, tokenizer, options.ContextLength);
             weights = ModelWeights.FromGguf(file, config, arch == "llama", GgufModelMetadata.ReadScales(file));
         }
         catch
@@ -68,7 +74,7 @@ public static class ModelLoader
             throw;
         }
         var chosen = mode ?? (weights.HasTernary ? ExecutionMode.Packed : ExecutionMode.Fp);
-        return Build(path, weights, config, tokenizer, chosen, contextLength, threads, maxBatch);
+        return Build(path, weights, config, tokenizer, chosen, options);
     }
 
     private static void CheckFits(string path, ModelConfig config, TextTokenizer tokenizer, int? contextLength)
@@ -80,11 +86,13 @@ public static class ModelLoader
     }
 
     private static LoadedModel Build(string path, ModelWeights weights, ModelConfig config, TextTokenizer tokenizer, ExecutionMode mode,
-        int? contextLength, int threads, int maxBatch)
+        BuildOptions options)
     {
         try
         {
-            return new LoadedModel(new Transformer(weights, config, mode, contextLength ?? config.MaxPositions, threads, maxBatch), tokenizer, path);
+            var transformer = new Transformer(weights, config, mode, options.ContextLength ?? config.MaxPositions, options.Threads, options.MaxBatch,
+                options.KvCacheType);
+            return new LoadedModel(transformer, tokenizer, path);
         }
         catch
         {

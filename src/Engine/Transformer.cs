@@ -41,7 +41,7 @@ public sealed unsafe class Transformer : IDisposable
     public long TokensEvaluated { get; private set; }
 
     public Transformer(ModelWeights weights, ModelConfig config, ExecutionMode mode, int contextLength, int threads = 1,
-        int maxBatch = DefaultMaxBatch)
+        int maxBatch = DefaultMaxBatch, DType kvCacheType = DType.F32)
     {
         if (contextLength <= 0) throw new BitMoeException($"context length {contextLength} must be positive");
         if (contextLength > config.MaxPositions)
@@ -66,7 +66,7 @@ public sealed unsafe class Transformer : IDisposable
             ? BitLinear.Load(ctx, "lm_head", c.VocabSize, c.HiddenSize, weightName: "model.embed_tokens.weight")
             : BitLinear.Load(ctx, "lm_head", c.VocabSize, c.HiddenSize);
         weights.CheckAllTaken();
-        Cache = new KvCache(c.NumLayers, contextLength, c.NumKvHeads, c.HeadDim, _arena);
+        Cache = new KvCache(c.NumLayers, contextLength, c.NumKvHeads, c.HeadDim, _arena, kvCacheType);
         _x = new float[c.HiddenSize]; _normed = new float[c.HiddenSize]; _logits = new float[c.VocabSize];
     }
 

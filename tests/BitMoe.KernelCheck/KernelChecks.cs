@@ -573,7 +573,8 @@ internal static unsafe class FloatChecks
     /// [0, 1) (softmax probabilities in attention), n in 1..130, count 1, 2, 7, 33, stride n, n + 1, n + 13 and
     /// 2n + 5, rows starting 0 or 1 floats into their buffer. Also the rows summed in two pieces, the second with
     /// accumulate (as decoding attention does, a block of positions at a time), equal the whole sum bit for bit, and
-    /// both kernels give the same bits with the decode's prefetching of rows ahead.
+    /// both kernels give the same bits with the decode's prefetching of rows ahead. And the F16 forms
+    /// (<see cref="HalfRowsMatch"/>).
     /// </summary>
     public static void StridedRowsMatch(CheckLog log)
     {
@@ -618,12 +619,50 @@ internal static unsafe class FloatChecks
                             for (int t = 0; t < count; t++) pd[t] = FloatDot.F32(r + (long)t * stride, px, n) * scale;
                         }
                         string shape = $"n {n}, count {count}, stride {stride}, offset {offset} (index = column, last = the float after o[n))";
+                        HalfRowsMatch(log, rows, offset, stride, count, weights, x, n, scale, shape);
                         EqualBits(log, expected, o, $"StridedRows.WeightedSum on {VectorPath}: {shape}");
                         EqualBits(log, expected, pieces, $"StridedRows.WeightedSum in two pieces (accumulate) on {VectorPath}: {shape}");
                         EqualBits(log, dots, y, $"StridedRows.Dots on {VectorPath}: {shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)")}");
                         EqualBits(log, expected, prefetched, $"StridedRows.WeightedSum with prefetch on {VectorPath}: {shape}");
                         EqualBits(log, dots, prefetchedDots, $"StridedRows.Dots with prefetch on {VectorPath}: {shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)")}");
                     }
+    }
+
+    /// <summary>
+    /// The F16 forms (an F16 KV cache) on the same rows rounded to halves: each equals the F32 form on the halves
+    /// widened to F32, bit for bit, with and without the prefetch and in two pieces; the F16 scalar reference too.
+    /// </summary>
+    private static void HalfRowsMatch(CheckLog log, float[] rows, int offset, int stride, int count, float[] weights, float[] x, int n, float scale, string shape)
+    {
+        var halves = new Half[rows.Length];
+        var widened = new float[rows.Length];
+        for (int i = 0; i < rows.Length; i++) widened[i] = (float)(halves[i] = (Half)rows[i]);
+        float[] Filled(int length) { var a = new float[length + 1]; a[length] = -12345; return a; }
+        float[] sum = Filled(n), sumF16 = Filled(n), sumF16Prefetch = Filled(n), pieces = Filled(n), scalar = Filled(n);
+        float[] dots = Filled(count), dotsF16 = Filled(count), dotsF16Prefetch = Filled(count);
+        int split = count / 2;
+        fixed (Half* ph = halves) fixed (float* pw = widened, pwt = weights, px = x, ps = sum, ph16 = sumF16, php = sumF16Prefetch, pp = pieces,
+                   psc = scalar, pd = dots, pd16 = dotsF16, pdp = dotsF16Prefetch)
+        {
+            Half* h = ph + offset;
+            float* w = pw + offset;
+            StridedRows.WeightedSum(w, stride, count, pwt, n, ps);
+            StridedRows.WeightedSum(h, stride, count, pwt, n, ph16);
+            StridedRows.WeightedSum(h, stride, count, pwt, n, php, prefetch: true);
+            StridedRows.WeightedSum(h, stride, split, pwt, n, pp);
+            StridedRows.WeightedSum(h + (long)split * stride, stride, count - split, pwt + split, n, pp, accumulate: true);
+            StridedRows.WeightedSumScalar(h, stride, count, pwt, psc, 0, n);
+            StridedRows.Dots(w, stride, count, px, n, scale, pd);
+            StridedRows.Dots(h, stride, count, px, n, scale, pd16);
+            StridedRows.Dots(h, stride, count, px, n, scale, pdp, prefetch: true);
+        }
+        string dotShape = shape.Replace("column, last = the float after o[n)", "row, last = the float after y[count)");
+        EqualBits(log, sum, sumF16, $"StridedRows.WeightedSum of F16 rows = F32 of the widened rows on {VectorPath}: {shape}");
+        EqualBits(log, sum, sumF16Prefetch, $"StridedRows.WeightedSum of F16 rows with prefetch on {VectorPath}: {shape}");
+        EqualBits(log, sum, pieces, $"StridedRows.WeightedSum of F16 rows in two pieces on {VectorPath}: {shape}");
+        EqualBits(log, sum, scalar, $"StridedRows.WeightedSumScalar of F16 rows: {shape}");
+        EqualBits(log, dots, dotsF16, $"StridedRows.Dots of F16 rows = F32 of the widened rows on {VectorPath}: {dotShape}");
+        EqualBits(log, dots, dotsF16Prefetch, $"StridedRows.Dots of F16 rows with prefetch on {VectorPath}: {dotShape}");
     }
 
     /// <summary>Equal bits (so -0 differs from +0 and NaNs compare by payload), or a failure naming the first differing index and both values.</summary>

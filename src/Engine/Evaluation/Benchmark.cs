@@ -37,7 +37,7 @@ public sealed record SpeedSample(string Name, int Tokens, IReadOnlyList<double> 
 /// <param name="ExpertBytes">Routed-expert weights per token, averaged over the decode.</param>
 /// <param name="ExpertCallsPerToken">Expert evaluations per token, all MoE layers together (ExpertHits: h * k per MoE layer).</param>
 /// <param name="DistinctExpertsPerToken">Distinct experts per token, all MoE layers together.</param>
-/// <param name="KvCacheBytes">Keys and values attention reads per token, averaged over the decode (float32; not weights).</param>
+/// <param name="KvCacheBytes">Keys and values attention reads per token, averaged over the decode (in the cache's element type; not weights).</param>
 /// <param name="MoeLayers">MoE layers in the model.</param>
 public sealed record DecodeTraffic(long FixedBytes, double ExpertBytes, double ExpertCallsPerToken, double DistinctExpertsPerToken,
     double KvCacheBytes, int MoeLayers)
@@ -148,10 +148,9 @@ public static class Benchmark
                 }
             }
         });
-        var c = t.Config;
-        // At position p attention reads p + 1 keys and values of kv_dim floats in every layer; averaged over
+        // At position p attention reads p + 1 keys and values of kv_dim elements in every layer; averaged over
         // p = d..d+count-1 for a depth d.
-        double kv = 2.0 * c.NumLayers * c.KvDim * sizeof(float) * ((depth?.Length ?? 0) + (count + 1) / 2.0);
+        double kv = (double)t.Config.NumLayers * t.Cache.BytesPerPosition * ((depth?.Length ?? 0) + (count + 1) / 2.0);
         tokens = Math.Max(tokens, 1);
         return new DecodeTraffic(t.FixedWeightBytesPerToken, expertBytes / tokens, calls / tokens, distinct / tokens, kv, moes.Length);
     }

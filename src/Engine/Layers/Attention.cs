@@ -151,7 +151,7 @@ public sealed unsafe class Attention
         fixed (float* q = _queries, o = _outputs, scoreBase = _scratch.Scores.Array)
             for (int h = start; h < end; h++)
             {
-                float* kh = cache.Keys(_layer, h / group), vh = cache.Values(_layer, h / group);
+                void* kh = cache.Keys(_layer, h / group), vh = cache.Values(_layer, h / group);
                 float* scores = scoreBase + (long)h * _queryBlock * _contextLength;
                 for (int t0 = 0; t0 < _batchCount; t0 += _queryBlock)
                 {
@@ -162,8 +162,7 @@ public sealed unsafe class Attention
                         {
                             int count = BlockPositions(t0 + j, p0);
                             if (count <= 0) continue;
-                            StridedRows.Dots(kh + (long)p0 * hd, hd, count, q + (long)(t0 + j) * qDim + h * _headDim, _headDim, _scale,
-                                scores + (long)j * _contextLength + p0);
+                            ScoreKeys(cache, kh, p0, count, q + (long)(t0 + j) * qDim + h * _headDim, scores + (long)j * _contextLength + p0);
                         }
                     for (int j = 0; j < tokens; j++)
                     {
@@ -175,8 +174,8 @@ public sealed unsafe class Attention
                         {
                             int count = BlockPositions(t0 + j, p0);
                             if (count <= 0) continue;
-                            StridedRows.WeightedSum(vh + (long)p0 * hd, hd, count, scores + (long)j * _contextLength + p0, _headDim,
-                                o + (long)(t0 + j) * qDim + h * _headDim, accumulate: true);
+                            SumValues(cache, vh, p0, count, scores + (long)j * _contextLength + p0, o + (long)(t0 + j) * qDim + h * _headDim,
+                                accumulate: true);
                         }
                 }
             }
@@ -199,9 +198,28 @@ public sealed unsafe class Attention
             for (int h = start; h < end; h++)
             {
                 float* sh = scores + (long)h * _contextLength;
-                StridedRows.Dots(cache.Keys(_layer, h / group), hd, n, q + h * hd, hd, _scale, sh, prefetch: true);
+                ScoreKeys(cache, cache.Keys(_layer, h / group), 0, n, q + h * hd, sh, prefetch: true);
                 Softmax.InPlace(new Span<float>(sh, n));
-                StridedRows.WeightedSum(cache.Values(_layer, h / group), hd, n, sh, hd, o + h * hd, prefetch: true);
+                SumValues(cache, cache.Values(_layer, h / group), 0, n, sh, o + h * hd, accumulate: false, prefetch: true);
             }
+    }
+
+    /// <summary>
+    /// scores[i] = scale * dot(q, key at position p0 + i) for i &lt; count, from one head's run of cached keys (F32 or F16;
+    /// F16 keys are widened exactly, so the arithmetic is the same either way).
+    /// </summary>
+    private void ScoreKeys(KvCache cache, void* keys, int p0, int count, float* q, float* scores, bool prefetch = false)
+    {
+        long offset = (long)p0 * _headDim;
+        if (cache.ElementType == DType.F16) StridedRows.Dots((Half*)keys + offset, _headDim, count, q, _headDim, _scale, scores, prefetch);
+        else StridedRows.Dots((float*)keys + offset, _headDim, count, q, _headDim, _scale, scores, prefetch);
+    }
+
+    /// <summary>o (+)= sum_i weights[i] * value at position p0 + i, for i &lt; count, from one head's run of cached values.</summary>
+    private void SumValues(KvCache cache, void* values, int p0, int count, float* weights, float* o, bool accumulate, bool prefetch = false)
+    {
+        long offset = (long)p0 * _headDim;
+        if (cache.ElementType == DType.F16) StridedRows.WeightedSum((Half*)values + offset, _headDim, count, weights, _headDim, o, accumulate, prefetch);
+        else StridedRows.WeightedSum((float*)values + offset, _headDim, count, weights, _headDim, o, accumulate, prefetch);
     }
 }

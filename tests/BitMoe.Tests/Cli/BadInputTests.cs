@@ -197,4 +197,10 @@ public sealed class BadInputTests : IDisposable
     {
         CliProcess.AssertCleanError(Generate("--mode", "int4"), "--mode", "int4");
     }
+
+    [Fact]
+    public void UnknownCacheType()
+    {
+        CliProcess.AssertCleanError(Generate("--cache-type", "bf16"), "--cache-type", "'bf16'", "expected f32 or f16");
+    }
 }

@@ -70,6 +70,25 @@ public sealed class BenchTests : IDisposable
         CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-d", "100000", "-p", "8"), "-d 100000", "max_position_embeddings");
     }
 
+    /// <summary>-ct f16: the header and the traffic line name the cache type, and the cache bytes read per token are half of f32's.</summary>
+    [Fact]
+    public void F16CacheHalvesTheCacheBytesPerToken()
+    {
+        double CacheKb(string type)
+        {
+            var r = CliProcess.Run("bench", "-m", _gguf, "-p", "0", "-n", "4", "-d", "6", "-r", "1", "-t", "1", "--bw-mib", "8", "-ct", type);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Contains($"KV cache {type}", r.Stdout);
+            var m = Regex.Match(r.Stdout, $@"the KV cache \({type}\) adds ([0-9.]+) kB per token");
+            Assert.True(m.Success, r.Stdout);
+            return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        double f32 = CacheKb("f32"), f16 = CacheKb("f16");
+        Assert.True(f32 > 0);
+        Assert.InRange(f16, f32 / 2 - 0.01, f32 / 2 + 0.01); // printed to 0.01 kB
+        CliProcess.AssertCleanError(CliProcess.Run("bench", "-m", _gguf, "-ct", "q8_0"), "--cache-type", "'q8_0'", "f32 or f16");
+    }
+
     [Fact]
     public void DepthNamesTheTestsAsLlamaBench()
     {

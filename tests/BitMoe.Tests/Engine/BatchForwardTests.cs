@@ -93,6 +93,48 @@ public class BatchForwardTests(Xunit.Abstractions.ITestOutputHelper output)
             $"{fixture} {mode}, 5 decoded + batches 1+24 + 10 (last logits only) + decoding");
     }
 
+    /// <summary>
+    /// With an F16 KV cache a batch still equals the same tokens decoded one by one, bit for bit (both attend over the
+    /// same stored halves), and any thread count gives the same logits; and the logits stay close to the F32 cache's:
+    /// keys and values rounded to 11 significant bits move them by a fraction of their largest magnitude.
+    /// </summary>
+    [Theory]
+    [InlineData("mhmoe_h2_top2_bitnet", ExecutionMode.Packed)]
+    [InlineData("mhmoe_h4_top3_bias_bf16", ExecutionMode.Fp)]
+    [InlineData("mixed_headdim_mqa_headonly_f32", ExecutionMode.Fp)]
+    public void F16CacheBatchesEqualTokenByTokenAndStayCloseToF32(string fixture, ExecutionMode mode)
+    {
+        var tokens = Reference.Load(fixture).Tokens;
+        LoadedModel LoadF16(int threads) =>
+            ModelLoader.Load(Fixtures.Dir(fixture), mode, tokens.Length, threads, kvCacheType: BitMoe.Kernels.DType.F16);
+        float[][] f16TokenByToken;
+        using (var m = LoadF16(1))
+        {
+            Assert.Equal(BitMoe.Kernels.DType.F16, m.Transformer.Cache.ElementType);
+            f16TokenByToken = tokens.Select(t => m.Transformer.Forward(t).ToArray()).ToArray();
+            m.Transformer.Cache.Clear();
+            AssertIdentical(f16TokenByToken, Batched(m.Transformer, tokens, 7, 17, 24), $"{fixture} {mode} f16 cache, batches 7+17+24");
+        }
+        using (var m = LoadF16(3))
+            AssertIdentical(f16TokenByToken, Batched(m.Transformer, tokens, tokens.Length), $"{fixture} {mode} f16 cache, 3 threads");
+
+        var f32 = TokenByToken(fixture, mode, tokens);
+        double maxRel = 0;
+        bool anyDifferent = false;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            double maxAbs = f32[i].Max(MathF.Abs);
+            for (int v = 0; v < f32[i].Length; v++)
+            {
+                maxRel = Math.Max(maxRel, Math.Abs(f32[i][v] - f16TokenByToken[i][v]) / maxAbs);
+                anyDifferent |= f32[i][v] != f16TokenByToken[i][v];
+            }
+        }
+        output.WriteLine($"{fixture} {mode}: f16 cache against f32, max relative difference {maxRel:E3}");
+        Assert.True(anyDifferent, "the f16 cache gave the f32 cache's logits exactly: it was not used");
+        Assert.True(maxRel < 1e-2, $"f16 cache logits differ from the f32 cache's by {maxRel:E3} of the largest logit");
+    }
+
     [Theory, MemberData(nameof(FixturesAndModes))]
     public void LongInputsRunInChunksOfMaxBatch(string fixture, ExecutionMode mode)
     {

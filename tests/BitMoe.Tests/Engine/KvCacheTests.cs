@@ -30,6 +30,48 @@ public class KvCacheTests
         }
     }
 
+    /// <summary>
+    /// An F16 cache stores each key and value rounded to the nearest half (ties to even), clamped to the finite range
+    /// (a key past 65504 would be infinite, its score NaN), head after head in its own run; an F32 cache stores the floats.
+    /// </summary>
+    [Fact]
+    public unsafe void F16CacheStoresRoundedClampedHalves()
+    {
+        using var arena = new BitMoe.Kernels.HugePageArena();
+        const int heads = 2, headDim = 4;
+        var f16 = new KvCache(layers: 2, capacity: 3, heads, headDim, arena, BitMoe.Kernels.DType.F16);
+        var f32 = new KvCache(layers: 2, capacity: 3, heads, headDim, arena);
+        Assert.Equal(2 * heads * headDim * 2, f16.BytesPerPosition);
+        Assert.Equal(2 * heads * headDim * 4, f32.BytesPerPosition);
+        float[] key = [1f, 1.00048828125f, 1.000732421875f, -1e6f, 65519f, 65520f, float.Epsilon, -0.1f];
+        float[] value = [.. key.Select(k => -k)];
+        foreach (var cache in new[] { f16, f32 })
+        {
+            cache.Write(1, 2, key, value);
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < headDim; i++)
+                {
+                    float k = key[h * headDim + i], v = value[h * headDim + i];
+                    int at = 2 * headDim + i; // position 2 of the head's run
+                    if (cache == f32)
+                    {
+                        Assert.Equal(k, ((float*)cache.Keys(1, h))[at]);
+                        Assert.Equal(v, ((float*)cache.Values(1, h))[at]);
+                        continue;
+                    }
+                    Assert.Equal((Half)Math.Clamp(k, -65504f, 65504f), ((Half*)cache.Keys(1, h))[at]);
+                    Assert.Equal((Half)Math.Clamp(v, -65504f, 65504f), ((Half*)cache.Values(1, h))[at]);
+                }
+        }
+        // the rounding the test relies on: ties to even, and 65519 (below the midpoint to infinity) stays finite
+        Assert.Equal((Half)1f, ((Half*)f16.Keys(1, 0))[2 * headDim + 1]);
+        Assert.Equal((Half)1.0009765625f, ((Half*)f16.Keys(1, 0))[2 * headDim + 2]);
+        Assert.Equal(Half.MinValue, ((Half*)f16.Keys(1, 0))[2 * headDim + 3]);
+        Assert.Equal(Half.MaxValue, ((Half*)f16.Keys(1, 1))[2 * headDim + 0]);
+        Assert.Equal(Half.MaxValue, ((Half*)f16.Keys(1, 1))[2 * headDim + 1]);
+        Assert.Throws<BitMoe.Quant.BitMoeException>(() => new KvCache(1, 1, 1, 4, arena, BitMoe.Kernels.DType.BF16));
+    }
+
     [Fact]
     public void FullCacheIsAnErrorNotAnOverrun()
     {
