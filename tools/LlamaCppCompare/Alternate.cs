@@ -3,6 +3,7 @@ using System.Globalization;
 using BitMoe.Engine;
 using BitMoe.Engine.Evaluation;
 using BitMoe.Quant;
+using LLama.Native;
 
 namespace BitMoe.LlamaCppCompare;
 
@@ -16,12 +17,13 @@ namespace BitMoe.LlamaCppCompare;
 public static class Alternate
 {
     public const string Usage = """
-        alternate --model X.gguf [-p 512] [-n 128] [-t 1,2] [-r 5] [-b 2048] [-ub 512] [-d 0] [-fa auto|0|1] [--verbose]
+        alternate --model X.gguf [-p 512] [-n 128] [-t 1,2] [-r 5] [-b 2048] [-ub 512] [-d 0] [-fa auto|0|1] [-ct f32|f16] [--verbose]
           llama.cpp and BitMoe in turns: per thread count and test, one untimed warm-up of each engine, then r rounds,
           each timing one llama.cpp run and one BitMoe run (which goes first alternates). The same tests as bench
           (-p and -n: one value each, 0 skips). Prints both engines' mean +- sd and the median and range of the
           per-round ratios BitMoe / llama.cpp. llama.cpp's OpenMP threads must not spin while BitMoe runs:
           OMP_WAIT_POLICY=active is refused; leave it unset (libgomp spins briefly at a barrier, then sleeps).
+          -ct gives both engines that KV cache type; without it each keeps its default (llama.cpp f16, BitMoe f32).
         """;
 
     public static int Run(Args a)
@@ -35,6 +37,7 @@ public static class Alternate
         int nUbatch = a.Int(512, "-ub", "--ubatch-size");
         int depth = a.Int(0, "-d", "--n-depth");
         bool? flash = Bench.ParseFlash(a.String("-fa", "--flash-attn") ?? "auto");
+        string? cacheType = a.String("-ct", "--cache-type");
         a.Flag("--verbose", "-v");
         a.CheckAllUsed();
         if (!File.Exists(model)) throw new UsageException($"{model}: model file not found");
@@ -45,8 +48,15 @@ public static class Alternate
         if (string.Equals(Environment.GetEnvironmentVariable("OMP_WAIT_POLICY"), "active", StringComparison.OrdinalIgnoreCase))
             throw new UsageException("OMP_WAIT_POLICY=active: llama.cpp's OpenMP threads would spin on the cores while BitMoe runs; unset it or set it to passive");
 
+        var (llamaKv, bitmoeKv) = cacheType switch
+        {
+            null => ((GGMLType?)null, BitMoe.Kernels.DType.F32),
+            "f32" => ((GGMLType?)GGMLType.GGML_TYPE_F32, BitMoe.Kernels.DType.F32),
+            "f16" => ((GGMLType?)GGMLType.GGML_TYPE_F16, BitMoe.Kernels.DType.F16),
+            _ => throw new UsageException($"-ct: '{cacheType}' is not a cache type (f32 or f16)"),
+        };
         int context = Math.Max(depth + Math.Max(prompt, gen), 16);
-        using var weights = LlamaNative.LoadWeights(LlamaNative.Params(model, context, nBatch, nUbatch, threadCounts[0], flash));
+        using var weights = LlamaNative.LoadWeights(LlamaNative.Params(model, context, nBatch, nUbatch, threadCounts[0], flash, llamaKv));
         Console.Error.WriteLine(LlamaNative.Describe());
         int vocab = weights.Vocab.Count;
         int? bos = weights.Vocab.ShouldAddBOS && weights.Vocab.BOS is { } b ? (int)b : null;
@@ -55,10 +65,10 @@ public static class Alternate
         Console.WriteLine("| ------: | ------------: | ---------------: | ---------------: | -------------: | ------------: |");
         foreach (int threads in threadCounts)
         {
-            var p = LlamaNative.Params(model, context, Math.Min(nBatch, context), nUbatch, threads, flash);
+            var p = LlamaNative.Params(model, context, Math.Min(nBatch, context), nUbatch, threads, flash, llamaKv);
             using var llama = weights.CreateContext(p);
             var handle = llama.NativeHandle;
-            using var loaded = ModelLoader.Load(model, null, context, threads);
+            using var loaded = ModelLoader.Load(model, null, context, threads, kvCacheType: bitmoeKv);
             var tf = loaded.Transformer;
             var tokens = Benchmark.PromptTokens(Math.Max(prompt, 1), loaded.Config.VocabSize);
             int[]? depthTokens = depth > 0 ? Benchmark.PromptTokens(depth, loaded.Config.VocabSize, seed: 4321) : null;

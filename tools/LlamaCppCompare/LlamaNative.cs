@@ -47,7 +47,8 @@ public static class LlamaNative
     }
 
     /// <summary>CPU-only parameters for one context of <paramref name="ctx"/> positions.</summary>
-    public static ModelParams Params(string path, int ctx, int batch, int ubatch, int threads, bool? flashAttention = null, bool kvF32 = false)
+    /// <param name="kvType">the KV cache type (llama.cpp's -ctk / -ctv); null keeps llama.cpp's default, f16</param>
+    public static ModelParams Params(string path, int ctx, int batch, int ubatch, int threads, bool? flashAttention = null, GGMLType? kvType = null)
     {
         var p = new ModelParams(path)
         {
@@ -61,10 +62,10 @@ public static class LlamaNative
             Embeddings = false,
         };
         if (flashAttention is bool fa) p.FlashAttention = fa;
-        if (kvF32)
+        if (kvType is GGMLType type)
         {
-            p.TypeK = GGMLType.GGML_TYPE_F32;
-            p.TypeV = GGMLType.GGML_TYPE_F32;
+            p.TypeK = type;
+            p.TypeV = type;
         }
         return p;
     }

@@ -57,7 +57,7 @@ public static class PerplexityCompare
         Console.WriteLine($"model: {model}");
         Console.WriteLine($"text: {textPath}: {tokens.Length} tokens (BitMoe tokenizer from the GGUF), {chunks.Count} chunk(s) of up to {ctx}, {threads} thread(s)");
 
-        var p = LlamaNative.Params(model, ctx, ctx, Math.Min(ctx, 512), threads, flash, kvF32);
+        var p = LlamaNative.Params(model, ctx, ctx, Math.Min(ctx, 512), threads, flash, kvF32 ? GGMLType.GGML_TYPE_F32 : null);
         using var weights = LlamaNative.LoadWeights(p);
         using var context = weights.CreateContext(p);
         Console.WriteLine(LlamaNative.Describe());
