@@ -171,17 +171,19 @@ public class TernaryGemvDramBenchmarks : IWeightBytes
 }
 
 /// <summary>
-/// The two loops of decoding attention for one head over a float32 KV cache of the bitnet-large shape (rows of
-/// kv_dim 1536 floats, head 96): the scores (<see cref="StridedRows.Dots"/>) and the sum over values
-/// (<see cref="StridedRows.WeightedSum"/>), single thread, at a short and a long context.
+/// The two loops of decoding attention for one head over a KV cache of the bitnet-large shape (rows of kv_dim 1536
+/// elements, head 96), in float32 and in F16 (<c>--cache-type f16</c>): the scores (<see cref="StridedRows.Dots"/>)
+/// and the sum over values (<see cref="StridedRows.WeightedSum"/>), single thread, at a short and a long context.
 /// </summary>
 public unsafe class AttentionBenchmarks : IDisposable
 {
     public const int KvDim = 1536, HeadDim = 96;
 
     [Params(128, 1024)] public int Positions;
+    [Params(DType.F32, DType.F16)] public DType Cache;
 
     private float* _cache, _q, _scores, _o;
+    private Half* _halves;
 
     [GlobalSetup]
     public void Setup()
@@ -189,7 +191,8 @@ public unsafe class AttentionBenchmarks : IDisposable
         var rng = new Random(4);
         long n = (long)Positions * KvDim;
         _cache = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(n * sizeof(float)), 64);
-        for (long i = 0; i < n; i++) _cache[i] = rng.NextSingle() - 0.5f;
+        _halves = (Half*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(n * sizeof(Half)), 64);
+        for (long i = 0; i < n; i++) _halves[i] = (Half)(_cache[i] = rng.NextSingle() - 0.5f);
         _q = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(HeadDim * sizeof(float), 64);
         for (int i = 0; i < HeadDim; i++) _q[i] = rng.NextSingle() - 0.5f;
         _scores = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(Positions * sizeof(float)), 64);
@@ -200,14 +203,23 @@ public unsafe class AttentionBenchmarks : IDisposable
     [GlobalCleanup]
     public void Dispose()
     {
-        foreach (var p in new[] { _cache, _q, _scores, _o })
+        foreach (var p in new[] { _cache, _q, _scores, _o, (float*)_halves })
             if (p != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
         _cache = _q = _scores = _o = null;
+        _halves = null;
     }
 
     [Benchmark]
-    public void Scores() => StridedRows.Dots(_cache, KvDim, Positions, _q, HeadDim, 0.1f, _scores);
+    public void Scores()
+    {
+        if (Cache == DType.F16) StridedRows.Dots(_halves, KvDim, Positions, _q, HeadDim, 0.1f, _scores);
+        else StridedRows.Dots(_cache, KvDim, Positions, _q, HeadDim, 0.1f, _scores);
+    }
 
     [Benchmark]
-    public void WeightedSum() => StridedRows.WeightedSum(_cache, KvDim, Positions, _scores, HeadDim, _o);
+    public void WeightedSum()
+    {
+        if (Cache == DType.F16) StridedRows.WeightedSum(_halves, KvDim, Positions, _scores, HeadDim, _o);
+        else StridedRows.WeightedSum(_cache, KvDim, Positions, _scores, HeadDim, _o);
+    }
 }
