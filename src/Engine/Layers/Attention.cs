@@ -147,7 +147,7 @@ public sealed unsafe class Attention
     private void AttendTokens(int start, int end)
     {
         var cache = _batchCache!;
-        int hd = _headDim, group = _heads / _kvHeads, qDim = _heads * _headDim;
+        int group = _heads / _kvHeads, qDim = _heads * _headDim;
         fixed (float* q = _queries, o = _outputs, scoreBase = _scratch.Scores.Array)
             for (int h = start; h < end; h++)
             {
