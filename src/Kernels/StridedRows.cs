@@ -322,32 +322,28 @@ public static unsafe class StridedRows
                 a0.Store(o + i);
             }
         }
-        for (; i < n; i++)
-        {
-            float s = accumulate ? o[i] : 0;
-            for (int t = 0; t < count; t++) s = MathF.FusedMultiplyAdd(TLoad.Load1(rows + t * rowBytes + i * size), weights[t], s);
-            o[i] = s;
-        }
+        WeightedSumScalar<TLoad, TElement>(rows, stride, count, weights, o, i, n, accumulate);
     }
 
     /// <summary>The reference for columns [from, n): one fused multiply-add chain per element, rows in order.</summary>
     public static void WeightedSumScalar(float* rows, int stride, int count, float* weights, float* o, int from, int n, bool accumulate = false)
-    {
-        for (int i = from; i < n; i++)
-        {
-            float s = accumulate ? o[i] : 0;
-            for (int t = 0; t < count; t++) s = MathF.FusedMultiplyAdd(rows[(long)t * stride + i], weights[t], s);
-            o[i] = s;
-        }
-    }
+        => WeightedSumScalar<F32Loader, float>((byte*)rows, stride, count, weights, o, from, n, accumulate);
 
     /// <summary>The reference over F16 rows: each element widened, then <see cref="WeightedSumScalar(float*, int, int, float*, float*, int, int, bool)"/>'s chains.</summary>
     public static void WeightedSumScalar(Half* rows, int stride, int count, float* weights, float* o, int from, int n, bool accumulate = false)
+        => WeightedSumScalar<F16Loader, ushort>((byte*)rows, stride, count, weights, o, from, n, accumulate);
+
+    /// <summary>Both references and the vector paths' tail: each element widened one at a time (<see cref="ILoader.Load1"/>).</summary>
+    private static void WeightedSumScalar<TLoad, TElement>(byte* rows, int stride, int count, float* weights, float* o, int from, int n, bool accumulate)
+        where TLoad : struct, ILoader
+        where TElement : unmanaged
     {
+        int size = sizeof(TElement);
+        long rowBytes = (long)stride * size;
         for (int i = from; i < n; i++)
         {
             float s = accumulate ? o[i] : 0;
-            for (int t = 0; t < count; t++) s = MathF.FusedMultiplyAdd((float)rows[(long)t * stride + i], weights[t], s);
+            for (int t = 0; t < count; t++) s = MathF.FusedMultiplyAdd(TLoad.Load1(rows + t * rowBytes + (long)i * size), weights[t], s);
             o[i] = s;
         }
     }
