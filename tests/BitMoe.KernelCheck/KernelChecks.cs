@@ -212,6 +212,153 @@ internal static class KernelChecks
                 }
     }
 
+    /// <summary>Row lengths of the base-3 checks: short chunks of 16, 32 and 48 bytes after 0, 1 or more 64-byte chunks, and model widths.</summary>
+    public static readonly int[] Base3Cols = [1, 5, 16, 79, 80, 81, 159, 160, 240, 256, 319, 320, 321, 400, 480, 560, 640, 1000, 1024, 1536, 2080, 4096, 4128];
+
+    /// <summary>
+    /// <see cref="Base3Layout"/>: every one of the 243 patterns of five weights encodes and decodes to itself (the all-zero
+    /// one to 121), and rows of every length pack and unpack to themselves, with the row stride 16 ceil(cols / 80).
+    /// </summary>
+    public static void Base3RoundTrip(CheckLog log)
+    {
+        int patterns = 0;
+        for (int v = 0; v < 243; v++)
+        {
+            int[] w = [v % 3 - 1, v / 3 % 3 - 1, v / 9 % 3 - 1, v / 27 % 3 - 1, v / 81 % 3 - 1];
+            byte b = Base3Layout.Encode(w[0], w[1], w[2], w[3], w[4]);
+            bool ok = true;
+            for (int n = 0; n < 5; n++) ok &= Base3Layout.Weight(b, n) == w[n];
+            if (ok) patterns++;
+            else log.Check(false, $"base-3 pattern {v} (byte {b}) does not decode to itself");
+        }
+        log.Check(patterns == 243 && Base3Layout.Encode(0, 0, 0, 0, 0) == 121, "base-3 patterns");
+        var rng = new Random(30);
+        foreach (int cols in Base3Cols)
+        {
+            int stride = Base3Layout.RowStride(cols);
+            log.Check(stride == (cols + 79) / 80 * 16, $"base-3 stride of {cols}: {stride}");
+            var t = TestData.RandomTernary(rng, cols);
+            var packed = new byte[stride];
+            Base3Layout.PackRow(t, packed);
+            var back = new sbyte[cols];
+            Base3Layout.UnpackRow(packed, back);
+            log.Equal<sbyte>(t, back, $"base-3 round trip: cols {cols}");
+        }
+    }
+
+    /// <summary>A [rows, cols] random ternary matrix in <see cref="Base3Layout"/>, and its values.</summary>
+    private static (byte[] W, sbyte[] Ternary) RandomBase3(Random rng, int rows, int cols)
+    {
+        var t = TestData.RandomTernary(rng, rows * cols);
+        int stride = Base3Layout.RowStride(cols);
+        var w = new byte[rows * stride];
+        for (int r = 0; r < rows; r++) Base3Layout.PackRow(t.AsSpan(r * cols, cols), w.AsSpan(r * stride, stride));
+        return (w, t);
+    }
+
+    /// <summary>The scalar base-3 gemv equals a plain int8 dot of the unpacked weights.</summary>
+    public static void Base3ScalarIsExact(CheckLog log)
+    {
+        var rng = new Random(31);
+        var a = new TernaryActivations();
+        foreach (int cols in Base3Cols)
+            foreach (int rows in TestData.Rows)
+            {
+                var (w, t) = RandomBase3(rng, rows, cols);
+                var x = TestData.RandomInt8(rng, cols);
+                a.Prepare(x, cols);
+                var expected = new int[rows];
+                for (int r = 0; r < rows; r++) expected[r] = Int8Dot.Scalar(t.AsSpan(r * cols, cols), x);
+                var y = new int[rows];
+                Base3Gemv.Compute(KernelIsa.Scalar, w, cols, a, y, 0, rows);
+                log.Equal<int>(expected, y, $"base-3 scalar gemv vs int8 dot: rows {rows} cols {cols}");
+            }
+    }
+
+    /// <summary>
+    /// <see cref="Base3Gemv"/> on <paramref name="isa"/> equals its scalar path (random shapes, a sub-range of rows, the
+    /// all +-1 against all -128 / 127 corners).
+    /// </summary>
+    public static void Base3GemvMatchesScalar(KernelIsa isa, CheckLog log)
+    {
+        var rng = new Random(32 + (int)isa);
+        var a = new TernaryActivations();
+        foreach (int cols in Base3Cols)
+            foreach (int rows in TestData.Rows)
+            {
+                var (w, _) = RandomBase3(rng, rows, cols);
+                a.Prepare(TestData.RandomInt8(rng, cols), cols);
+                var expected = new int[rows];
+                var y = new int[rows];
+                Base3Gemv.Compute(KernelIsa.Scalar, w, cols, a, expected, 0, rows);
+                Base3Gemv.Compute(isa, w, cols, a, y, 0, rows);
+                log.Equal<int>(expected, y, $"{isa} base-3 gemv: rows {rows} cols {cols}");
+                if (rows > 2)
+                {
+                    var part = new int[rows];
+                    Base3Gemv.Compute(isa, w, cols, a, part, 1, rows - 1);
+                    log.Check(part[0] == 0 && part[rows - 1] == 0, $"{isa} base-3 gemv: rows [1, {rows - 1}) cols {cols} wrote outside its rows");
+                    log.Equal<int>(expected.AsSpan(1, rows - 2), part.AsSpan(1, rows - 2), $"{isa} base-3 gemv: rows [1, {rows - 1}) cols {cols}");
+                }
+            }
+        foreach (int cols in new[] { 256, 1000, 1536, 4096, 5120 })
+            foreach (sbyte wv in new sbyte[] { -1, 1 })
+                foreach (sbyte xv in new sbyte[] { -128, 127 })
+                {
+                    var w = new byte[2 * Base3Layout.RowStride(cols)];
+                    var row = Enumerable.Repeat(wv, cols).ToArray();
+                    Base3Layout.PackRow(row, w);
+                    Base3Layout.PackRow(row, w.AsSpan(Base3Layout.RowStride(cols)));
+                    a.Prepare(Enumerable.Repeat(xv, cols).ToArray(), cols);
+                    var y = new int[2];
+                    Base3Gemv.Compute(isa, w, cols, a, y, 0, 2);
+                    log.Equal<int>([wv * xv * cols, wv * xv * cols], y, $"{isa} base-3 gemv corner: w = {wv}, x = {xv}, cols {cols}");
+                }
+    }
+
+    /// <summary>
+    /// <see cref="Base3Layout.ToKernelLayout"/> gives the bytes <see cref="TqRepack.FromTernary"/> gives, and
+    /// <see cref="TernaryGemm.ComputeBase3"/> on <paramref name="isa"/> equals the scalar gemv of every token.
+    /// </summary>
+    public static void Base3GemmMatchesScalar(KernelIsa isa, CheckLog log)
+    {
+        var rng = new Random(40 + (int)isa);
+        var a = new TernaryActivations();
+        var single = new TernaryActivations();
+        foreach (int tokens in new[] { 1, 4, 9 })
+            foreach (int cols in new[] { 1, 80, 81, 96, 320, 400, 1000, 1536, 4128 })
+                foreach (int rows in new[] { 1, 3, 64 })
+                {
+                    var (w, t) = RandomBase3(rng, rows, cols);
+                    if (tokens == 1)
+                    {
+                        var twoBit = new byte[rows * TernaryGemv.RowStride(cols)];
+                        unsafe
+                        {
+                            fixed (byte* src = w, dst = twoBit) Base3Layout.ToKernelLayout(src, cols, 0, rows, dst);
+                        }
+                        log.Equal<byte>(TqRepack.FromTernary(t, rows, cols), twoBit, $"base-3 to kernel layout: rows {rows} cols {cols}");
+                    }
+                    var x = new sbyte[tokens * cols];
+                    for (int k = 0; k < tokens; k++) TestData.RandomInt8(rng, cols).CopyTo(x, k * cols);
+                    a.Prepare(x, cols, tokens);
+                    var y = new int[tokens * rows];
+                    Array.Fill(y, int.MinValue);
+                    int start = rows > 2 ? 1 : 0, end = rows > 2 ? rows - 1 : rows;
+                    TernaryGemm.ComputeBase3(isa, w, rows, cols, a, y, start, end);
+                    var expected = new int[tokens * rows];
+                    Array.Fill(expected, int.MinValue);
+                    var e = new int[rows];
+                    for (int k = 0; k < tokens; k++)
+                    {
+                        single.Prepare(x.AsSpan(k * cols, cols), cols);
+                        Base3Gemv.Compute(KernelIsa.Scalar, w, cols, single, e, 0, rows);
+                        e.AsSpan(start, end - start).CopyTo(expected.AsSpan(k * rows + start));
+                    }
+                    log.Equal<int>(expected, y, $"{isa} base-3 gemm: tokens {tokens} rows {rows} [{start}, {end}) cols {cols}");
+                }
+    }
+
     /// <summary><see cref="Int8Dot.Dot"/> (System.Numerics.Vector: SSE/AVX or AdvSimd, whatever the JIT picks) equals the scalar loop.</summary>
     public static void Int8DotMatchesScalar(int n, CheckLog log)
     {
