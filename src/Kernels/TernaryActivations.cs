@@ -19,9 +19,6 @@ public sealed unsafe class TernaryActivations
     private sbyte[] _streams = GC.AllocateArray<sbyte>(64, pinned: true);
     private int _offset;
     private int[] _sums = [];
-    // every token also in its natural order, zero past the row, for Base3Gemv
-    private sbyte[] _natural = GC.AllocateArray<sbyte>(64, pinned: true);
-    private int _naturalOffset;
 
     /// <summary>Weights per row this was prepared for.</summary>
     public int Cols { get; private set; }
@@ -35,18 +32,11 @@ public sealed unsafe class TernaryActivations
     /// <summary>The four streams of every token: token t, stream n, position j at [(4t + n) * Stride + j].</summary>
     public ReadOnlySpan<sbyte> Streams => _streams.AsSpan(_offset, 4 * Stride * Count);
 
-    /// <summary>Bytes per token of the natural-order copy: <see cref="Base3Layout.PaddedCols"/>(Cols), rounded up to 64.</summary>
-    public int NaturalStride { get; private set; }
-
-    /// <summary>Every token's values in their natural order, zero from Cols to <see cref="NaturalStride"/> (token t at t * NaturalStride).</summary>
-    public ReadOnlySpan<sbyte> Natural => _natural.AsSpan(_naturalOffset, NaturalStride * Count);
-
     /// <summary>sum_i x_i of every token.</summary>
     public ReadOnlySpan<int> Sums => _sums.AsSpan(0, Count);
 
     /// <summary>The first byte of token 0's stream 0 (64-byte aligned, pinned).</summary>
     internal ref sbyte StreamStart => ref _streams[_offset];
-    internal ref sbyte NaturalStart => ref _natural[_naturalOffset];
     internal int[] SumArray => _sums;
 
     public TernaryActivations() { }
@@ -79,14 +69,7 @@ public sealed unsafe class TernaryActivations
             _streams = GC.AllocateArray<sbyte>(need + 64, pinned: true);
             _offset = (int)((64 - ((nint)Unsafe.AsPointer(ref _streams[0]) & 63)) & 63);
         }
-        int naturalStride = (Base3Layout.PaddedCols(cols) + 63) / 64 * 64;
-        if (_natural.Length - _naturalOffset < (long)naturalStride * count)
-        {
-            _natural = GC.AllocateArray<sbyte>(naturalStride * count + 64, pinned: true);
-            _naturalOffset = (int)((64 - ((nint)Unsafe.AsPointer(ref _natural[0]) & 63)) & 63);
-        }
         if (_sums.Length < count) _sums = new int[Math.Max(count, 1)];
-        NaturalStride = naturalStride;
         Cols = cols;
         Stride = stride;
         Count = count;
@@ -108,9 +91,6 @@ public sealed unsafe class TernaryActivations
             sum += xt[i];
         }
         _sums[t] = sum;
-        var natural = _natural.AsSpan(_naturalOffset + NaturalStride * t, NaturalStride);
-        xt[..cols].CopyTo(natural);
-        natural[cols..].Clear();
     }
 
     // out[16n + k] = in[4k + n]: 64 activations to 16 of each stream

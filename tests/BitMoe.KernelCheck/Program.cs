@@ -78,8 +78,6 @@ Run("tq2_0 / tq1_0 pack-unpack identity", log =>
 });
 Run("kernel layout pack-unpack identity", KernelChecks.KernelLayoutRoundTrip);
 Run("scalar gemv = int8 dot", KernelChecks.ScalarGemvIsExact);
-Run("base-3 layout pack-unpack identity", KernelChecks.Base3RoundTrip);
-Run("base-3 scalar gemv = int8 dot", KernelChecks.Base3ScalarIsExact);
 Run("repacked file layouts = file-layout gemv", KernelChecks.RepackFromFileLayouts);
 Run($"Int8Dot (Vector<sbyte>: {Vector<sbyte>.Count} lanes)", log =>
 {
@@ -97,9 +95,6 @@ foreach (var isa in Isa.Supported)
 {
     Run($"{isa} gemv = scalar", log => KernelChecks.GemvMatchesScalar(isa, log));
     Run($"{isa} gemm = scalar", log => KernelChecks.GemmMatchesScalar(isa, log));
-    Run($"{isa} gemm on base-3 rows = scalar", log => KernelChecks.Base3GemmMatchesScalar(isa, log));
-    if (Base3Gemv.IsSupported(isa) && isa != KernelIsa.Scalar)
-        Run($"{isa} base-3 gemv = scalar", log => KernelChecks.Base3GemvMatchesScalar(isa, log));
 }
 
 Console.WriteLine($"ISAs checked: {string.Join(", ", Isa.Supported)}; float kernels on {FloatChecks.VectorPath}{(required.Count > 0 ? $" (required: {string.Join(", ", required)})" : "")}; {clock.Elapsed.TotalSeconds:F1} s");

@@ -32,13 +32,6 @@ public class TernaryKernelTests
     [IsaFact(KernelIsa.Avx512)] public void GemmAvx512MatchesScalar() => AssertPassed(log => KernelChecks.GemmMatchesScalar(KernelIsa.Avx512, log));
     [IsaFact(KernelIsa.Neon)] public void GemmNeonMatchesScalar() => AssertPassed(log => KernelChecks.GemmMatchesScalar(KernelIsa.Neon, log));
 
-    [Fact] public void Base3LayoutRoundTrips() => AssertPassed(KernelChecks.Base3RoundTrip);
-    [Fact] public void Base3ScalarIsExact() => AssertPassed(KernelChecks.Base3ScalarIsExact);
-    [Base3Fact] public void Base3Avx512MatchesScalar() => AssertPassed(log => KernelChecks.Base3GemvMatchesScalar(KernelIsa.Avx512, log));
-    [Fact] public void Base3GemmScalarMatchesGemv() => AssertPassed(log => KernelChecks.Base3GemmMatchesScalar(KernelIsa.Scalar, log));
-    [IsaFact(KernelIsa.Avx512)] public void Base3GemmAvx512MatchesScalar() => AssertPassed(log => KernelChecks.Base3GemmMatchesScalar(KernelIsa.Avx512, log));
-    [IsaFact(KernelIsa.AvxVnni)] public void Base3GemmAvxVnniMatchesScalar() => AssertPassed(log => KernelChecks.Base3GemmMatchesScalar(KernelIsa.AvxVnni, log));
-
     [Fact] public void RepackFromFileLayoutsGivesTheSameDots() => AssertPassed(KernelChecks.RepackFromFileLayouts);
 
     [Fact]
