@@ -47,7 +47,7 @@ public sealed unsafe class KvCache
             _keys[l] = (byte*)arena.Allocate(bytes, clear: false);
             _values[l] = (byte*)arena.Allocate(bytes, clear: false);
         }
-        if (elementType == DType.F16) _clamped = new float[KvDim];
+        if (elementType == DType.F16) _clamped = new float[headDim];
     }
 
     /// <summary>Bytes per cached element: 4 or 2.</summary>
@@ -85,7 +85,7 @@ public sealed unsafe class KvCache
             row.CopyTo(new Span<float>(dst, HeadDim));
             return;
         }
-        var clamped = _clamped.AsSpan(0, HeadDim);
+        var clamped = _clamped.AsSpan();
         TensorPrimitives.Clamp(row, -HalfMax, HalfMax, clamped);
         TensorPrimitives.ConvertToHalf(clamped, new Span<Half>(dst, HeadDim));
     }

@@ -84,8 +84,9 @@ public static unsafe class StridedRows
         where TElement : unmanaged
     {
         int size = sizeof(TElement);
+        long rowBytes = (long)stride * size;
         byte* r = rows;
-        for (int t = 0; t < count; t++, r += (long)stride * size)
+        for (int t = 0; t < count; t++, r += rowBytes)
         {
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int i = 0; i < n; i += 32)
@@ -106,8 +107,9 @@ public static unsafe class StridedRows
         where TElement : unmanaged
     {
         int size = sizeof(TElement);
+        long rowBytes = (long)stride * size;
         byte* r = rows;
-        for (int t = 0; t < count; t++, r += (long)stride * size)
+        for (int t = 0; t < count; t++, r += rowBytes)
         {
             Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int i = 0; i < n; i += 16)

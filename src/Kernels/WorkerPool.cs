@@ -102,13 +102,11 @@ public sealed class WorkerPool : IDisposable
         _insideJob = true;
         try
         {
-            while ((piece = TakeFront(share)) >= 0)
-                job((int)((long)count * piece / pieces), (int)((long)count * (piece + 1) / pieces));
+            while ((piece = TakeFront(share)) >= 0) RunPiece(job, piece, pieces, count);
             for (int i = 1; i < parts; i++)
             {
                 int other = (share + i) % parts;
-                while ((piece = TakeBack(other)) >= 0)
-                    job((int)((long)count * piece / pieces), (int)((long)count * (piece + 1) / pieces));
+                while ((piece = TakeBack(other)) >= 0) RunPiece(job, piece, pieces, count);
             }
         }
         finally
@@ -116,6 +114,10 @@ public sealed class WorkerPool : IDisposable
             _insideJob = false;
         }
     }
+
+    /// <summary>Rows [count * piece / pieces, count * (piece + 1) / pieces): piece <paramref name="piece"/> of <paramref name="pieces"/>.</summary>
+    private static void RunPiece(RowJob job, int piece, int pieces, int count) =>
+        job((int)((long)count * piece / pieces), (int)((long)count * (piece + 1) / pieces));
 
     private static long Run(int next, int end) => (uint)next | ((long)end << 32);
 
